@@ -1,0 +1,9 @@
+"""The one exception type users see as a one-line message instead of a traceback."""
+
+
+class NasevalError(Exception):
+    """Bad input or a failed run: the message names the bad value and what is allowed."""
+
+
+class TrainingDiverged(NasevalError):
+    """The loss became NaN or infinite."""

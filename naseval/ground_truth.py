@@ -1,0 +1,112 @@
+"""Ground truth of an enumerable space: every cell trained from scratch with one seed.
+
+Cells are independent jobs, so they run in a pool of worker processes; each job seeds itself
+from the seed alone, so a cell's result does not depend on which worker ran it or when.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from naseval.data import Corpus
+from naseval.errors import NasevalError
+from naseval.model import ModelConfig
+from naseval.params import require
+from naseval.runtime import keep_freed_memory
+from naseval.space import SearchSpace
+from naseval.train import TrainConfig, train_cell
+
+log = logging.getLogger("naseval")
+
+
+@dataclass(frozen=True)
+class GroundTruthConfig:
+    """params.yaml `ground_truth`."""
+
+    seeds: tuple[int, ...] = (0, 1)
+    max_cells: int = 64  # refuse spaces larger than this: they are not enumerable in practice
+    workers: int = 1  # processes training cells in parallel; torch threads are shared among them
+
+    def __post_init__(self) -> None:
+        require(len(self.seeds) >= 1, "seeds", list(self.seeds), "a non-empty list of integers")
+        require(self.max_cells >= 1, "max_cells", self.max_cells, "an integer >= 1")
+        require(self.workers >= 1, "workers", self.workers, "an integer >= 1")
+
+
+def is_enumerable(space: SearchSpace, config: GroundTruthConfig) -> bool:
+    return space.size <= config.max_cells
+
+
+@dataclass(frozen=True)
+class _Job:
+    cell_id: int
+    space: SearchSpace
+    corpus: Corpus
+    model_config: ModelConfig
+    train_config: TrainConfig
+    seed: int
+    threads: int
+
+
+def _train_job(job: _Job) -> dict:
+    keep_freed_memory()
+    torch.set_num_threads(job.threads)
+    genotype = job.space.from_id(job.cell_id)
+    result = train_cell(genotype, job.corpus, job.space.nodes, job.model_config, job.train_config,
+                        job.seed, show_progress=False)
+    return {"cell_id": job.cell_id, "genotype": result.genotype, "valid_ppl": result.valid_ppl,
+            "test_ppl": result.test_ppl, "epochs": len(result.history)}
+
+
+def train_all_cells(
+    space: SearchSpace,
+    corpus: Corpus,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    config: GroundTruthConfig,
+    seed: int,
+) -> list[dict]:
+    """One from-scratch result per cell of `space`, ordered by cell id."""
+    if not is_enumerable(space, config):
+        raise NasevalError(
+            f"ground truth needs an enumerable space: {space.size} cells > ground_truth.max_cells "
+            f"{config.max_cells}"
+        )
+    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    jobs = [_Job(i, space, corpus, model_config, train_config, seed, threads) for i in range(space.size)]
+    results = []
+    with ExitStack() as stack:
+        outcomes = map(_train_job, jobs)
+        if config.workers > 1:
+            # spawn, not fork: a forked child inherits the parent's OpenMP state and can hang.
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(config.workers))
+            outcomes = pool.imap_unordered(_train_job, jobs)
+        for result in tqdm(outcomes, total=len(jobs), desc=f"ground truth seed {seed}", unit="cell"):
+            log.info("cell %3d %-28s valid ppl %8.2f  test ppl %8.2f", result["cell_id"],
+                     result["genotype"], result["valid_ppl"], result["test_ppl"])
+            results.append(result)
+    return sorted(results, key=lambda r: r["cell_id"])
+
+
+def ground_truth_record(
+    space: SearchSpace,
+    corpus: Corpus,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    config: GroundTruthConfig,
+    seed: int,
+) -> dict:
+    """The stage's output: every cell's result, or none with the reason for a large space."""
+    if not is_enumerable(space, config):
+        reason = f"{space.size} cells > ground_truth.max_cells {config.max_cells}: not enumerable"
+        log.info("no ground truth: %s", reason)
+        return {"seed": seed, "enumerable": False, "reason": reason, "cells": []}
+    cells = train_all_cells(space, corpus, model_config, train_config, config, seed)
+    return {"seed": seed, "enumerable": True, "cells": cells}

@@ -1,0 +1,74 @@
+"""`random_ws`: random search with weight sharing (Li & Talwalkar 2019; Yu et al. 2020).
+
+The supernet is trained with one cell drawn uniformly per minibatch; candidates (every cell of
+an enumerable space) are then scored by validation perplexity under the shared weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from naseval.data import batchify
+from naseval.model import LanguageModel
+from naseval.params import require
+from naseval.policies.base import Candidate, SearchPolicy, SearchResult, SearchTask, register
+from naseval.runtime import resolve_device, seed_everything
+from naseval.space import Genotype, SearchSpace
+from naseval.train import TrainConfig, evaluate, fit, perplexity
+
+
+@dataclass(frozen=True)
+class RandomWSConfig:
+    """params.yaml `search.random_ws`."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)  # the supernet's training recipe
+    score_all_up_to: int = 64  # spaces this small are ranked whole
+    num_candidates: int = 100  # distinct cells scored in larger spaces
+    validation_cells: int = 4  # cells whose mean validation loss tracks the supernet
+
+    def __post_init__(self) -> None:
+        for key in ("score_all_up_to", "num_candidates", "validation_cells"):
+            require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
+
+
+def distinct_samples(space: SearchSpace, count: int, rng: np.random.Generator) -> list[Genotype]:
+    count = min(count, space.size)
+    seen: dict[int, Genotype] = {}
+    while len(seen) < count:
+        genotype = space.sample(rng)
+        seen.setdefault(space.to_id(genotype), genotype)
+    return list(seen.values())
+
+
+@register
+class RandomWSPolicy(SearchPolicy):
+    name = "random_ws"
+    Config = RandomWSConfig
+
+    def search(self, task: SearchTask) -> SearchResult:
+        config, space = self.config, task.space
+        rng = seed_everything(task.seed)
+        device = resolve_device(config.train.device)
+        model = LanguageModel(len(task.corpus.vocabulary), space.nodes, task.model_config).to(device)
+        train_data = batchify(task.corpus.splits["train"], config.train.batch_size, device)
+        valid_data = batchify(task.corpus.splits["valid"], config.train.eval_batch_size, device)
+        probes = distinct_samples(space, config.validation_cells, rng)
+
+        def validate() -> float:
+            return float(np.mean([evaluate(model, valid_data, g, config.train.bptt) for g in probes]))
+
+        fitted = fit(model, train_data, config.train, rng, lambda: space.sample(rng), validate, "supernet")
+        model.load_state_dict(fitted.best_state)
+
+        score_all = space.size <= config.score_all_up_to
+        cells = list(space.enumerate()) if score_all else distinct_samples(space, config.num_candidates, rng)
+        scores = {
+            space.to_id(g): perplexity(evaluate(model, valid_data, g, config.train.bptt))
+            for g in tqdm(cells, desc="score cells", unit="cell", leave=False)
+        }
+        candidates = sorted((Candidate(g, scores[space.to_id(g)]) for g in cells), key=lambda c: c.score)
+        rankings = {"shared_weights_valid_ppl": scores} if score_all else {}
+        return SearchResult(candidates, fitted.history, rankings)

@@ -1,0 +1,49 @@
+"""Rank statistics between two scorings of the same cells.
+
+Scores are dicts cell id -> score (lower is better) and are always matched by id before any
+statistic is computed. Correlating two lists of ids each sorted by rank, as earlier code did,
+measures nothing: it compares id orders, not the two scorings of each cell.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from scipy import stats
+
+from naseval.errors import NasevalError
+
+Scores = dict[int, float]
+
+
+def matched(a: Scores, b: Scores) -> tuple[np.ndarray, np.ndarray]:
+    common = sorted(set(a) & set(b))
+    if len(common) < 2:
+        raise NasevalError(f"rank correlation needs at least 2 cells scored by both, got {len(common)}")
+    return np.array([a[i] for i in common]), np.array([b[i] for i in common])
+
+
+def kendall_tau(a: Scores, b: Scores) -> float:
+    return float(stats.kendalltau(*matched(a, b)).statistic)
+
+
+def spearman_rho(a: Scores, b: Scores) -> float:
+    return float(stats.spearmanr(*matched(a, b)).statistic)
+
+
+def ranks(scores: Scores) -> dict[int, int]:
+    """1 for the best (lowest) score; ties share the better rank."""
+    ordered = sorted(scores.values())
+    return {cell: ordered.index(score) + 1 for cell, score in scores.items()}
+
+
+def mean_pairwise_tau(scorings: list[Scores]) -> float | None:
+    """Mean Kendall tau over all pairs, e.g. between ground truths of different seeds."""
+    taus = [kendall_tau(a, b) for a, b in itertools.combinations(scorings, 2)]
+    return float(np.mean(taus)) if taus else None
+
+
+def mean_scores(scorings: list[Scores]) -> Scores:
+    common = set.intersection(*(set(s) for s in scorings))
+    return {cell: float(np.mean([s[cell] for s in scorings])) for cell in sorted(common)}

@@ -1,0 +1,71 @@
+"""The files stages hand to each other: their layout under the runs folder and their JSON form."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from naseval.analysis import RunRecord
+from naseval.policies import SearchResult
+from naseval.runtime import read_json
+from naseval.space import SearchSpace, format_genotype
+
+SEARCH_RESULT = "result.json"
+TOP = "top.json"
+TRAIN_METRICS = "metrics.json"
+GROUND_TRUTH = "cells.json"
+
+
+def run_dir(root: Path, policy: str, seed: int) -> Path:
+    """Same layout as dvc.yaml's `runs/policies/${item.policy}/seed_${item.seed}`."""
+    return root / policy / f"seed_{seed}"
+
+
+def seed_dir(root: Path, seed: int) -> Path:
+    return root / f"seed_{seed}"
+
+
+def search_result_json(result: SearchResult, space: SearchSpace, policy: str, seed: int,
+                       seconds: float) -> dict[str, Any]:
+    return {
+        "policy": policy,
+        "seed": seed,
+        "space": {"nodes": space.nodes, "ops": list(space.ops), "size": space.size},
+        "seconds": round(seconds, 3),
+        "candidates": [
+            {"cell_id": space.to_id(c.genotype), "genotype": format_genotype(c.genotype), "score": c.score}
+            for c in result.candidates
+        ],
+        "rankings": {name: {str(cell): s for cell, s in scores.items()}
+                     for name, scores in result.rankings.items()},
+    }
+
+
+def top_candidate(search_result: dict[str, Any]) -> dict[str, Any]:
+    """The policy's pick: its first-ranked candidate."""
+    best = search_result["candidates"][0]
+    return {"policy": search_result["policy"], "seed": search_result["seed"],
+            "cell_id": best["cell_id"], "genotype": best["genotype"], "search_score": best["score"]}
+
+
+def read_run(policies_root: Path, policy: str, seed: int) -> RunRecord:
+    folder = run_dir(policies_root, policy, seed)
+    search = read_json(folder / "search" / SEARCH_RESULT)
+    top = read_json(folder / TOP)
+    trained = read_json(folder / "train" / TRAIN_METRICS)
+    return RunRecord(
+        policy=policy, seed=seed, cell_id=top["cell_id"], genotype=top["genotype"],
+        search_score=top["search_score"], valid_ppl=trained["valid_ppl"], test_ppl=trained["test_ppl"],
+        rankings={name: {int(cell): s for cell, s in scores.items()}
+                  for name, scores in search["rankings"].items()},
+    )
+
+
+def read_ground_truth(root: Path, seeds: list[int]) -> dict[int, dict[int, float]]:
+    """Training seed -> cell id -> test perplexity; empty when the space was not enumerable."""
+    truth = {}
+    for seed in seeds:
+        cells = read_json(seed_dir(root, seed) / GROUND_TRUTH)["cells"]
+        if cells:
+            truth[seed] = {c["cell_id"]: c["test_ppl"] for c in cells}
+    return truth

@@ -1,0 +1,118 @@
+"""Process-wide setup shared by every stage: seeding, device choice, logging, atomic writes."""
+
+from __future__ import annotations
+
+import csv
+import ctypes
+import io
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from naseval.errors import NasevalError
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed python, numpy and torch from one integer; return a numpy generator for our own draws."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def keep_freed_memory() -> None:
+    """Stop glibc from returning big freed blocks to the OS after every training step.
+
+    By default each (tokens, vocab) logits buffer is mmap'd and unmapped again, and the page
+    faults of touching it anew cost a third of a CPU training step; keeping the memory makes
+    single-threaded training ~1.5x faster. A no-op where glibc is not the allocator.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 1 << 30)
+    libc.mallopt(m_trim_threshold, 1 << 30)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in DEVICES:
+        raise NasevalError(f"device: expected one of {', '.join(DEVICES)}, got {name!r}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise NasevalError("device: 'cuda' was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def setup_logging(log_file: Path) -> logging.Logger:
+    """Log to the terminal and to a file in the stage's output folder."""
+    logger = logging.getLogger("naseval")
+    logger.setLevel(logging.INFO)
+    logger.handlers.clear()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(log_file, mode="w")):
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+    return logger
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows with the same keys; an empty list writes an empty file."""
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    write_atomic(path, buffer.getvalue())
+
+
+@contextmanager
+def atomic_directory(path: Path) -> Iterator[Path]:
+    """Yield a scratch folder that replaces `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield scratch
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(scratch, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise NasevalError(f"missing input {path}: run the stage that produces it first")
+    return json.loads(path.read_text())

@@ -1,0 +1,218 @@
+"""Training and evaluation with the AWD-LSTM / DARTS recipe.
+
+SGD with the learning rate scaled by the sequence length, switching to averaged SGD (NT-ASGD)
+when validation has not improved on the best of all but the last `nonmono` epochs; gradient
+clipping, weight decay, variable-length BPTT and temporal activation regularization (TAR).
+The same loop trains a fixed cell (one genotype) and a weight-sharing supernet (a genotype
+drawn per minibatch), so `choose_genotype` and `validate` are arguments.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from naseval.data import Corpus, batchify, get_batch
+from naseval.errors import TrainingDiverged
+from naseval.model import LanguageModel, ModelConfig
+from naseval.params import require
+from naseval.runtime import resolve_device, seed_everything
+from naseval.space import Genotype, format_genotype
+
+log = logging.getLogger("naseval")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """params.yaml `train`: the from-scratch recipe (DARTS rnn/train.py defaults, scaled down)."""
+
+    epochs: int = 3
+    batch_size: int = 64
+    eval_batch_size: int = 10
+    bptt: int = 35
+    max_seq_len_delta: int = 20
+    lr: float = 20.0
+    weight_decay: float = 8e-7
+    clip: float = 0.25
+    nonmono: int = 5
+    tar: float = 1e-3  # beta: weight of the temporal activation regularization
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "eval_batch_size", "bptt", "nonmono"):
+            value = getattr(self, key)
+            require(value >= 1, key, value, "an integer >= 1")
+        require(self.max_seq_len_delta >= 0, "max_seq_len_delta", self.max_seq_len_delta, "an integer >= 0")
+        require(self.lr > 0, "lr", self.lr, "a number > 0")
+        require(self.clip > 0, "clip", self.clip, "a number > 0")
+        for key in ("weight_decay", "tar"):
+            require(getattr(self, key) >= 0, key, getattr(self, key), "a number >= 0")
+        resolve_device(self.device)
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 700.0))  # exp overflows a float beyond ~709
+
+
+@torch.no_grad()
+def evaluate(model: LanguageModel, data: torch.Tensor, genotype: Genotype, bptt: int) -> float:
+    """Mean cross-entropy per token of `genotype` on batchified `data` (rows, batch)."""
+    model.eval()
+    hidden = model.init_hidden(data.size(1))
+    total, count = 0.0, 0
+    for start in range(0, data.size(0) - 1, bptt):
+        x, y = get_batch(data, start, bptt)
+        logits, hidden, _ = model(x, hidden, genotype)
+        total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+        count += y.numel()
+    return total / count
+
+
+@contextmanager
+def averaged_weights(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Under ASGD, swap in the averaged parameters for the duration (AWD-LSTM evaluates those)."""
+    if not isinstance(optimizer, torch.optim.ASGD):
+        yield
+        return
+    params = [p for group in optimizer.param_groups for p in group["params"] if p in optimizer.state]
+    saved = [p.detach().clone() for p in params]
+    for p in params:
+        p.data.copy_(optimizer.state[p]["ax"])
+    try:
+        yield
+    finally:
+        for p, original in zip(params, saved):
+            p.data.copy_(original)
+
+
+def sequence_length(config: TrainConfig, rng: np.random.Generator) -> int:
+    """AWD-LSTM's jittered BPTT: mostly around `bptt`, 5% of the time around half of it."""
+    bptt = config.bptt if rng.random() < 0.95 else config.bptt / 2
+    return min(max(5, int(rng.normal(bptt, 5))), config.bptt + config.max_seq_len_delta)
+
+
+def train_epoch(model, data, optimizer, config, rng, choose_genotype, progress) -> float:
+    """One pass over `data` (rows, batch); returns the mean training loss per token."""
+    model.train()
+    hidden = model.init_hidden(data.size(1))
+    base_lr = optimizer.param_groups[0]["lr"]
+    total, count, start = 0.0, 0, 0
+    while start < data.size(0) - 2:
+        seq_len = sequence_length(config, rng)
+        optimizer.param_groups[0]["lr"] = base_lr * seq_len / config.bptt
+        x, y = get_batch(data, start, seq_len)
+        logits, hidden, raw = model(x, hidden.detach(), choose_genotype())
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        if not math.isfinite(loss.item()):
+            raise TrainingDiverged(f"training diverged: loss {loss.item()} at row {start}")
+        tar = config.tar * (raw[1:] - raw[:-1]).pow(2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        (loss + tar).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        optimizer.step()
+        total += loss.item() * y.numel()
+        count += y.numel()
+        start += x.size(0)
+        progress.update(y.numel())
+    optimizer.param_groups[0]["lr"] = base_lr
+    return total / count
+
+
+@dataclass
+class FitResult:
+    best_valid_ppl: float
+    best_state: dict
+    history: list[dict]
+
+
+def fit(
+    model: LanguageModel,
+    train_data: torch.Tensor,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    choose_genotype: Callable[[], Genotype],
+    validate: Callable[[], float],
+    description: str = "train",
+    show_progress: bool = True,
+) -> FitResult:
+    """Train for `config.epochs`, keeping the state with the best validation perplexity."""
+    optimizer: torch.optim.Optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    best_ppl, best_state, history, valid_losses = math.inf, None, [], []
+    tokens_per_epoch = (train_data.size(0) - 1) * train_data.size(1)
+    with tqdm(total=tokens_per_epoch * config.epochs, desc=description, unit="tok",
+              unit_scale=True, leave=False, mininterval=1.0, disable=not show_progress) as progress:
+        for epoch in range(1, config.epochs + 1):
+            started = time.perf_counter()
+            train_loss = train_epoch(model, train_data, optimizer, config, rng, choose_genotype, progress)
+            averaging = isinstance(optimizer, torch.optim.ASGD)
+            with averaged_weights(optimizer):
+                valid_loss = validate()
+                if not math.isfinite(valid_loss):
+                    raise TrainingDiverged(f"training diverged: validation loss {valid_loss} at epoch {epoch}")
+                if perplexity(valid_loss) < best_ppl:
+                    best_ppl, best_state = perplexity(valid_loss), copy.deepcopy(model.state_dict())
+            if (not averaging and len(valid_losses) > config.nonmono
+                    and valid_loss > min(valid_losses[: -config.nonmono])):
+                optimizer = torch.optim.ASGD(
+                    model.parameters(), lr=config.lr, t0=0, lambd=0.0, weight_decay=config.weight_decay
+                )
+            valid_losses.append(valid_loss)
+            seconds = time.perf_counter() - started
+            history.append({
+                "epoch": epoch, "train_ppl": perplexity(train_loss), "valid_ppl": perplexity(valid_loss),
+                "averaged": averaging, "seconds": round(seconds, 3),
+            })
+            log.info("%s epoch %d: train ppl %.2f, valid ppl %.2f%s, %.0f tok/s", description, epoch,
+                     perplexity(train_loss), perplexity(valid_loss), " (ASGD)" if averaging else "",
+                     tokens_per_epoch / seconds)
+    return FitResult(best_ppl, best_state, history)
+
+
+@dataclass
+class CellResult:
+    genotype: str
+    valid_ppl: float
+    test_ppl: float
+    history: list[dict]
+    best_state: dict  # the state dict with the best validation perplexity
+
+
+def train_cell(
+    genotype: Genotype,
+    corpus: Corpus,
+    nodes: int,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    seed: int,
+    description: str = "train",
+    show_progress: bool = True,
+) -> CellResult:
+    """Train one cell from scratch and report the best-validation model's valid and test ppl."""
+    rng = seed_everything(seed)
+    device = resolve_device(config.device)
+    model = LanguageModel(len(corpus.vocabulary), nodes, model_config).to(device)
+    train_data = batchify(corpus.splits["train"], config.batch_size, device)
+    valid_data = batchify(corpus.splits["valid"], config.eval_batch_size, device)
+    test_data = batchify(corpus.splits["test"], config.eval_batch_size, device)
+    result = fit(model, train_data, config, rng, lambda: genotype,
+                 lambda: evaluate(model, valid_data, genotype, config.bptt), description, show_progress)
+    model.load_state_dict(result.best_state)
+    return CellResult(
+        genotype=format_genotype(genotype),
+        valid_ppl=result.best_valid_ppl,
+        test_ppl=perplexity(evaluate(model, test_data, genotype, config.bptt)),
+        history=result.history,
+        best_state=result.best_state,
+    )

@@ -1,0 +1,37 @@
+"""analyze: the runs named by params, their from-scratch results and the ground truth -> metrics/."""
+
+from pathlib import Path
+
+import typer
+
+from naseval.analysis import Experiment, analyze
+from naseval.params import build, read_params, section
+from naseval.policies import get_policy
+from naseval.records import read_ground_truth, read_run
+from naseval.runtime import write_csv, write_json
+from stages.common import run_stage
+
+
+def main(
+    runs: Path = typer.Option(Path("runs/policies"), help="Root of the search/extract/train outputs."),
+    ground_truth: Path = typer.Option(Path("runs/ground_truth"), help="Root of the ground-truth outputs."),
+    metrics: Path = typer.Option(Path("metrics/summary.json"), help="Metrics JSON to write."),
+    plots: Path = typer.Option(Path("metrics/plots"), help="Folder for the plot CSVs."),
+    params: Path = typer.Option(Path("params.yaml"), help="Reads `policy`, `baseline`, `seeds`, `ground_truth.seeds`."),
+) -> None:
+    """Compare the policy with the baseline and weight sharing with the ground truth."""
+    values = read_params(params)
+    experiment = build(Experiment, {k: values.get(k) for k in ("policy", "baseline", "seeds")}, "")
+    for policy in experiment.policies:
+        get_policy(policy)
+    records = [read_run(runs, p, s) for p in experiment.policies for s in experiment.seeds]
+    truth = read_ground_truth(ground_truth, section(values, "ground_truth.seeds"))
+    result = analyze(records, truth)
+    write_json(metrics, result.summary)
+    write_csv(plots / "final_ppl.csv", result.final_ppl)
+    write_csv(plots / "weight_sharing_vs_ground_truth.csv", result.ranking_rows)
+    write_csv(plots / "ground_truth.csv", result.ground_truth_rows)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,37 @@
+"""ground_truth: every cell of an enumerable space trained from scratch with one seed."""
+
+from pathlib import Path
+
+import typer
+
+from naseval.data import load_corpus
+from naseval.ground_truth import GroundTruthConfig, ground_truth_record
+from naseval.model import ModelConfig
+from naseval.params import load, read_params
+from naseval.records import GROUND_TRUTH
+from naseval.runtime import atomic_directory, setup_logging, write_csv, write_json
+from naseval.space import SearchSpace
+from naseval.train import TrainConfig
+from stages.common import run_stage
+
+
+def main(
+    seed: int = typer.Option(..., help="Training seed shared by all cells."),
+    data: Path = typer.Option(Path("data/prepared"), help="Output of the prepare stage."),
+    out: Path = typer.Option(..., help="Folder for cells.json, cells.csv, ground_truth.log."),
+    params: Path = typer.Option(Path("params.yaml"), help="Reads `space`, `model`, `train`, `ground_truth`."),
+) -> None:
+    """Train every cell of the space from scratch with SEED (nothing for a non-enumerable space)."""
+    values = read_params(params)
+    space = load(SearchSpace, values, "space")
+    model_config, train_config = load(ModelConfig, values, "model"), load(TrainConfig, values, "train")
+    config = load(GroundTruthConfig, values, "ground_truth")
+    with atomic_directory(out) as folder:
+        setup_logging(folder / "ground_truth.log")
+        record = ground_truth_record(space, load_corpus(data), model_config, train_config, config, seed)
+        write_json(folder / GROUND_TRUTH, record)
+        write_csv(folder / "cells.csv", record["cells"])
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,27 @@
+"""prepare: PTB text -> vocabulary and token ids under data/prepared."""
+
+from pathlib import Path
+
+import typer
+
+from naseval.data import DataConfig, default_download_dir, locate_ptb, save_corpus, tokenize
+from naseval.params import load, read_params
+from naseval.runtime import atomic_directory, write_json
+from stages.common import run_stage
+
+
+def main(
+    out: Path = typer.Option(Path("data/prepared"), help="Folder for vocab.txt, {train,valid,test}.npy, meta.json."),
+    params: Path = typer.Option(Path("params.yaml"), help="Reads its `data` section."),
+) -> None:
+    """Verify and tokenize PTB (NASEVAL_PTB_DIR, else data.ptb_dir, else a checked download)."""
+    config = load(DataConfig, read_params(params), "data")
+    files = locate_ptb(config, default_download_dir())
+    corpus = tokenize(files, config)
+    with atomic_directory(out) as folder:
+        save_corpus(corpus, folder)
+        write_json(folder / "meta.json", corpus.describe(files, config))
+
+
+if __name__ == "__main__":
+    run_stage(main)

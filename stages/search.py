@@ -1,0 +1,43 @@
+"""search: run one policy with one seed; write its ranked candidates, rankings and trace."""
+
+import time
+from pathlib import Path
+
+import typer
+
+from naseval.data import load_corpus
+from naseval.model import ModelConfig
+from naseval.params import load, read_params
+from naseval.policies import SearchTask, get_policy
+from naseval.records import SEARCH_RESULT, search_result_json
+from naseval.runtime import atomic_directory, setup_logging, write_csv, write_json
+from naseval.space import SearchSpace
+from stages.common import run_stage
+
+
+def main(
+    policy: str = typer.Option(..., help="A registered policy name, e.g. random or random_ws."),
+    seed: int = typer.Option(..., help="Drives every random draw of the search."),
+    data: Path = typer.Option(Path("data/prepared"), help="Output of the prepare stage."),
+    out: Path = typer.Option(..., help="Folder for result.json, trace.csv and search.log."),
+    params: Path = typer.Option(Path("params.yaml"), help="Reads `space`, `model`, `search.<policy>`."),
+) -> None:
+    """Search the space with POLICY and SEED."""
+    values = read_params(params)
+    policy_cls = get_policy(policy)
+    config = load(policy_cls.Config, values, f"search.{policy}")
+    space = load(SearchSpace, values, "space")
+    task = SearchTask(space, load_corpus(data), load(ModelConfig, values, "model"), seed)
+    with atomic_directory(out) as folder:
+        log = setup_logging(folder / "search.log")
+        log.info("search: policy %s, seed %d, %d cells in the space", policy, seed, space.size)
+        started = time.perf_counter()
+        result = policy_cls(config).search(task)
+        seconds = time.perf_counter() - started
+        write_json(folder / SEARCH_RESULT, search_result_json(result, space, policy, seed, seconds))
+        write_csv(folder / "trace.csv", result.trace)
+        log.info("search done in %.1f s; top cell %s", seconds, result.candidates[0].genotype)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,46 @@
+"""train: one extracted cell trained from scratch; its best-validation checkpoint and perplexities."""
+
+from pathlib import Path
+
+import torch
+import typer
+
+from naseval.data import load_corpus
+from naseval.model import ModelConfig
+from naseval.params import load, read_params
+from naseval.records import TRAIN_METRICS
+from naseval.runtime import atomic_directory, read_json, setup_logging, write_csv, write_json
+from naseval.space import SearchSpace, parse_genotype
+from naseval.train import TrainConfig, train_cell
+from stages.common import run_stage
+
+
+def main(
+    cell: Path = typer.Option(..., help="top.json written by the extract stage."),
+    seed: int = typer.Option(..., help="Seed of the from-scratch training."),
+    data: Path = typer.Option(Path("data/prepared"), help="Output of the prepare stage."),
+    out: Path = typer.Option(..., help="Folder for metrics.json, history.csv, checkpoint.pt, train.log."),
+    params: Path = typer.Option(Path("params.yaml"), help="Reads `space`, `model`, `train`."),
+) -> None:
+    """Train the cell in CELL from scratch with SEED."""
+    values = read_params(params)
+    space = load(SearchSpace, values, "space")
+    model_config, config = load(ModelConfig, values, "model"), load(TrainConfig, values, "train")
+    top = read_json(cell)
+    genotype = parse_genotype(top["genotype"], space)
+    with atomic_directory(out) as folder:
+        log = setup_logging(folder / "train.log")
+        log.info("train %s (cell %d of %s/%d) from scratch, seed %d", top["genotype"], top["cell_id"],
+                 top["policy"], top["seed"], seed)
+        result = train_cell(genotype, load_corpus(data), space.nodes, model_config, config, seed)
+        write_json(folder / TRAIN_METRICS, {
+            "cell_id": top["cell_id"], "genotype": result.genotype,
+            "valid_ppl": result.valid_ppl, "test_ppl": result.test_ppl,
+        })
+        write_csv(folder / "history.csv", result.history)
+        torch.save({"model": result.best_state, "genotype": result.genotype}, folder / "checkpoint.pt")
+        log.info("valid ppl %.2f, test ppl %.2f", result.valid_ppl, result.test_ppl)
+
+
+if __name__ == "__main__":
+    run_stage(main)

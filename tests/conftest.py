@@ -1,0 +1,37 @@
+"""Shared fixtures: a small generated corpus and the shared PTB copy."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from naseval.data import Corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_dvc_analytics(monkeypatch):
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+
+
+@pytest.fixture
+def ptb_dir() -> Path:
+    """The real PTB: NASEVAL_PTB_DIR, else the shared copy beside the checkout."""
+    candidates = [os.environ.get("NASEVAL_PTB_DIR"), ROOT.parent / "shared" / "data" / "ptb"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "ptb.train.txt").is_file():
+            return Path(candidate).resolve()
+    pytest.skip("PTB not found: set NASEVAL_PTB_DIR")
+
+
+@pytest.fixture
+def tiny_corpus() -> Corpus:
+    """A corpus with learnable structure: a repeating sentence with a little noise."""
+    rng = np.random.default_rng(0)
+    vocabulary = [f"w{i}" for i in range(20)] + ["<eos>", "<unk>"]
+    pattern = np.tile(np.arange(21), 200)
+    noise = rng.random(len(pattern)) < 0.05
+    stream = np.where(noise, rng.integers(0, 22, len(pattern)), pattern).astype(np.int64)
+    return Corpus(vocabulary, {"train": stream[:3000], "valid": stream[3000:3600], "test": stream[3600:4200]})

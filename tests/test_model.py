@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+
+from naseval.model import LanguageModel, ModelConfig, RecurrentCell
+from naseval.space import SearchSpace
+
+NO_DROPOUT = ModelConfig(hidden_size=3, dropout=0, dropouth=0, dropoutx=0, dropouti=0, dropoute=0)
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def test_cell_matches_a_hand_computation():
+    torch.manual_seed(0)
+    H = 2
+    cell = RecurrentCell(H, nodes=2, dropoutx=0.5, dropouth=0.5).eval()
+    W0, W1, W2 = (p.detach().double().numpy() for p in [cell.W0, *cell.Ws])
+    x = np.array([0.3, -0.7])
+    h_prev = np.array([0.1, 0.5])
+
+    # s0 from [x, h_prev] W0; node 0 reads s0 with relu, node 1 reads node 0 with identity.
+    c0, h0 = np.split(np.concatenate([x, h_prev]) @ W0, 2)
+    s0 = h_prev + sigmoid(c0) * (np.tanh(h0) - h_prev)
+    c1, h1 = np.split(s0 @ W1, 2)
+    s1 = s0 + sigmoid(c1) * (np.maximum(h1, 0) - s0)
+    c2, h2 = np.split(s1 @ W2, 2)
+    s2 = s1 + sigmoid(c2) * (h2 - s1)
+    expected = (s1 + s2) / 2
+
+    out = cell(torch.tensor(x).float().view(1, 1, H), torch.tensor(h_prev).float().view(1, H),
+               (("relu", 0), ("identity", 1)))
+    np.testing.assert_allclose(out.view(H).detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cell_carries_state_over_time():
+    torch.manual_seed(0)
+    cell = RecurrentCell(4, nodes=2, dropoutx=0, dropouth=0).eval()
+    genotype = (("tanh", 0), ("sigmoid", 1))
+    x = torch.randn(5, 3, 4)
+    whole = cell(x, torch.zeros(3, 4), genotype)
+    first = cell(x[:2], torch.zeros(3, 4), genotype)
+    rest = cell(x[2:], first[-1], genotype)
+    torch.testing.assert_close(whole, torch.cat([first, rest]))
+
+
+def test_supernet_weights_run_any_cell_like_a_fixed_model():
+    space = SearchSpace(2)
+    torch.manual_seed(0)
+    supernet = LanguageModel(50, 2, NO_DROPOUT)
+    words = torch.randint(0, 50, (7, 4))
+    rng = np.random.default_rng(0)
+    for _ in range(4):  # a different cell per minibatch, as in weight-sharing training
+        genotype = space.sample(rng)
+        torch.manual_seed(1)
+        fixed = LanguageModel(50, 2, NO_DROPOUT)
+        fixed.load_state_dict(supernet.state_dict())
+        shared, _, _ = supernet.eval()(words, supernet.init_hidden(4), genotype)
+        alone, _, _ = fixed.eval()(words, fixed.init_hidden(4), genotype)
+        torch.testing.assert_close(shared, alone)
+
+
+def test_the_genotype_changes_the_output():
+    torch.manual_seed(0)
+    model = LanguageModel(50, 2, NO_DROPOUT).eval()
+    words = torch.randint(0, 50, (7, 4))
+    _, _, a = model(words, model.init_hidden(4), (("tanh", 0), ("relu", 1)))
+    _, _, b = model(words, model.init_hidden(4), (("tanh", 0), ("relu", 0)))
+    assert (a - b).abs().max() > 0.05 * a.abs().max()
+
+
+def test_decoder_is_tied_and_init_ranges():
+    model = LanguageModel(100, 3, ModelConfig(hidden_size=16))
+    assert model.decoder.weight is model.encoder.weight
+    assert model.cell.W0.abs().max() <= 0.04 and model.cell.Ws[2].abs().max() <= 0.04
+    assert model.cell.W0.shape == (32, 32) and model.cell.Ws[0].shape == (16, 32)
+
+
+def test_dropout_masks_are_variational():
+    """The same dropout mask applies at every time step of a sequence."""
+    torch.manual_seed(0)
+    cell = RecurrentCell(8, nodes=1, dropoutx=0.5, dropouth=0.0).train()
+    inputs = torch.ones(6, 2, 8)
+    W0_input = cell.W0[:8].detach().clone()
+    with torch.no_grad():
+        cell.W0[:8] = torch.eye(8, 16)  # pass x through to c0 so the mask shows in the output
+        cell.W0[8:] = 0
+        cell.Ws[0].zero_()
+    out = cell(inputs, torch.zeros(2, 8), (("identity", 0),))
+    assert W0_input.shape == (8, 16)
+    dropped = out == 0
+    assert dropped.any() and (dropped == dropped[0]).all()
+
+
+@pytest.mark.parametrize("bad", [{"hidden_size": 0}, {"dropout": 1.0}, {"dropoute": -0.1}])
+def test_model_config_rejects_impossible_values(bad):
+    from naseval.errors import NasevalError
+
+    with pytest.raises(NasevalError, match=list(bad)[0]):
+        ModelConfig(**bad)

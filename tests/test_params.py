@@ -1,0 +1,64 @@
+import pytest
+
+from naseval.analysis import Experiment
+from naseval.errors import NasevalError
+from naseval.ground_truth import GroundTruthConfig
+from naseval.params import build, load, read_params
+from naseval.policies import get_policy
+from naseval.space import SearchSpace
+from naseval.train import TrainConfig
+
+from conftest import ROOT
+
+
+def test_the_committed_params_load():
+    params = read_params(ROOT / "params.yaml")
+    assert load(SearchSpace, params, "space").size == 32
+    assert load(TrainConfig, params, "train").lr == 20.0
+    for name in ("random", "random_ws"):
+        policy = get_policy(name)
+        assert isinstance(load(policy.Config, params, f"search.{name}"), policy.Config)
+    experiment = build(Experiment, {k: params[k] for k in ("policy", "baseline", "seeds")}, "")
+    assert experiment.policies == ["random_ws", "random"]
+
+
+@pytest.mark.parametrize(
+    "cls, section, message",
+    [
+        (SearchSpace, {"nodes": 0}, "params.yaml: space.nodes: expected an integer >= 1, got 0"),
+        (TrainConfig, {"lr": -1}, "params.yaml: train.lr: expected a number > 0, got -1"),
+        (TrainConfig, {"lr": "3e-3x"}, "params.yaml: train.lr: expected a number, got '3e-3x'"),
+        (TrainConfig, {"lrr": 1.0}, r"unknown key train.lrr \(known: epochs, "),
+        (TrainConfig, {"epochs": 1.5}, "train.epochs: expected an integer, got 1.5"),
+        (TrainConfig, {"device": "tpu"}, "train.device: expected one of cpu, cuda, auto, got 'tpu'"),
+        (GroundTruthConfig, {"seeds": []}, r"ground_truth.seeds: expected a non-empty list of integers, got \[\]"),
+    ],
+)
+def test_impossible_params_are_named(cls, section, message):
+    key = {SearchSpace: "space", TrainConfig: "train", GroundTruthConfig: "ground_truth"}[cls]
+    with pytest.raises(NasevalError, match=message):
+        load(cls, {key: section}, key)
+
+
+def test_numbers_written_as_yaml_strings_are_read():
+    assert load(TrainConfig, {"train": {"lr": "3e-3"}}, "train").lr == pytest.approx(3e-3)
+
+
+def test_nested_sections_are_checked():
+    policy = get_policy("random_ws")
+    with pytest.raises(NasevalError, match="search.random_ws.train.clip: expected a number > 0, got 0"):
+        load(policy.Config, {"search": {"random_ws": {"train": {"clip": 0}}}}, "search.random_ws")
+
+
+def test_empty_seeds_and_unknown_policy():
+    with pytest.raises(NasevalError, match=r"seeds: expected a non-empty list of integers, got \[\]"):
+        build(Experiment, {"policy": "random", "seeds": []}, "")
+    with pytest.raises(NasevalError, match=r"unknown policy 'enas2' \(known: random, random_ws"):
+        get_policy("enas2")
+
+
+def test_missing_section_and_file(tmp_path):
+    with pytest.raises(NasevalError, match="missing key search.darts"):
+        load(TrainConfig, {"search": {}}, "search.darts")
+    with pytest.raises(NasevalError, match="params file not found"):
+        read_params(tmp_path / "params.yaml")

@@ -1,0 +1,82 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from naseval.data import batchify
+from naseval.errors import TrainingDiverged
+from naseval.model import LanguageModel, ModelConfig
+from naseval.train import TrainConfig, averaged_weights, evaluate, fit, sequence_length, train_cell
+
+SMALL_MODEL = ModelConfig(hidden_size=16, dropout=0.1, dropouth=0.1, dropoutx=0.1, dropouti=0.1, dropoute=0.0)
+SMALL_TRAIN = TrainConfig(epochs=4, batch_size=8, eval_batch_size=8, bptt=10, lr=5.0)
+GENOTYPE = (("tanh", 0), ("relu", 1))
+
+
+def test_training_learns_a_repeating_sequence(tiny_corpus):
+    result = train_cell(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, SMALL_TRAIN, seed=0, show_progress=False)
+    assert result.valid_ppl < 8  # the uniform model has 22; the pattern is almost deterministic
+    assert result.test_ppl < 8
+    assert result.valid_ppl == min(h["valid_ppl"] for h in result.history)
+    assert len(result.history) == 4
+
+
+def test_same_seed_same_result_other_seed_other_result(tiny_corpus):
+    config = TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10)
+    run = lambda seed: train_cell(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, config, seed, show_progress=False)
+    first, again, other = run(3), run(3), run(4)
+    assert first.test_ppl == again.test_ppl and first.valid_ppl == again.valid_ppl
+    assert first.test_ppl != other.test_ppl
+
+
+def test_nan_loss_raises_a_clear_error(tiny_corpus):
+    model = LanguageModel(22, 2, SMALL_MODEL)
+    with torch.no_grad():
+        model.cell.W0.fill_(float("nan"))
+    data = batchify(tiny_corpus.splits["train"], 8, torch.device("cpu"))
+    with pytest.raises(TrainingDiverged, match="training diverged: loss nan"):
+        fit(model, data, SMALL_TRAIN, np.random.default_rng(0), lambda: GENOTYPE, lambda: 0.0,
+            show_progress=False)
+
+
+def test_switches_to_averaged_sgd_when_validation_stalls(tiny_corpus):
+    model = LanguageModel(22, 2, SMALL_MODEL)
+    data = batchify(tiny_corpus.splits["train"][:400], 8, torch.device("cpu"))
+    # After epoch 5, 4.7 is worse than the best (4.0) of all but the last 2 epochs: switch.
+    stalled = iter([5.0, 4.0, 4.5, 4.6, 4.7, 4.8])
+    config = TrainConfig(epochs=6, batch_size=8, bptt=10, nonmono=2)
+    result = fit(model, data, config, np.random.default_rng(0), lambda: GENOTYPE, lambda: next(stalled),
+                 show_progress=False)
+    assert [h["averaged"] for h in result.history] == [False] * 5 + [True]
+    assert result.best_valid_ppl == pytest.approx(math.exp(4.0))
+
+
+def test_averaged_weights_are_swapped_in_and_back():
+    param = torch.nn.Parameter(torch.tensor([1.0]))
+    optimizer = torch.optim.ASGD([param], lr=0.5, t0=0, lambd=0.0)
+    for _ in range(3):
+        optimizer.zero_grad()
+        (param * 1.0).sum().backward()
+        optimizer.step()
+    # iterates 0.5, 0.0, -0.5; torch's ASGD averages from its second step on: (0.0 - 0.5) / 2
+    with averaged_weights(optimizer):
+        assert param.item() == pytest.approx(-0.25)
+    assert param.item() == pytest.approx(-0.5)
+
+
+def test_sequence_length_jitter_stays_in_bounds():
+    rng = np.random.default_rng(0)
+    config = TrainConfig(bptt=35, max_seq_len_delta=20)
+    lengths = [sequence_length(config, rng) for _ in range(5000)]
+    assert min(lengths) >= 5 and max(lengths) <= 55
+    assert 33 < np.median(lengths) < 37
+    assert np.mean(np.array(lengths) < 25) > 0.03  # the half-length draws
+
+
+def test_evaluate_is_deterministic_and_ignores_dropout(tiny_corpus):
+    torch.manual_seed(0)
+    model = LanguageModel(22, 2, ModelConfig(hidden_size=8))
+    data = batchify(tiny_corpus.splits["valid"], 4, torch.device("cpu"))
+    assert evaluate(model, data, GENOTYPE, 10) == evaluate(model, data, GENOTYPE, 10)
+    assert evaluate(model, data, GENOTYPE, 10) == pytest.approx(math.log(22), rel=0.05)
