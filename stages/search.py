@@ -6,7 +6,6 @@ from pathlib import Path
 import typer
 
 from naseval.data import load_corpus
-from naseval.model import ModelConfig
 from naseval.params import load, read_params
 from naseval.policies import SearchTask, get_policy
 from naseval.records import SEARCH_RESULT, search_result_json
@@ -20,14 +19,14 @@ def main(
     seed: int = typer.Option(..., help="Drives every random draw of the search."),
     data: Path = typer.Option(Path("data/prepared"), help="Output of the prepare stage."),
     out: Path = typer.Option(..., help="Folder for result.json, trace.csv and search.log."),
-    params: Path = typer.Option(Path("params.yaml"), help="Reads `space`, `model`, `search.<policy>`."),
+    params: Path = typer.Option(Path("params.yaml"), help="Reads `space` and `search.<policy>`."),
 ) -> None:
     """Search the space with POLICY and SEED."""
     values = read_params(params)
     policy_cls = get_policy(policy)
     config = load(policy_cls.Config, values, f"search.{policy}")
     space = load(SearchSpace, values, "space")
-    task = SearchTask(space, load_corpus(data), load(ModelConfig, values, "model"), seed)
+    task = SearchTask(space, load_corpus(data), seed)
     with atomic_directory(out) as folder:
         log = setup_logging(folder / "search.log")
         log.info("search: policy %s, seed %d, %d cells in the space", policy, seed, space.size)

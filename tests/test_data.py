@@ -7,8 +7,17 @@ import pytest
 import torch
 
 from naseval.data import (
-    PTB_MD5, SPLITS, DataConfig, batchify, build_vocabulary, download_ptb, get_batch, locate_ptb,
-    read_words, tokenize, verify_ptb_dir,
+    PTB_MD5,
+    SPLITS,
+    DataConfig,
+    batchify,
+    build_vocabulary,
+    download_ptb,
+    get_batch,
+    locate_ptb,
+    read_words,
+    tokenize,
+    verify_ptb_dir,
 )
 from naseval.errors import NasevalError
 

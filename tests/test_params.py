@@ -8,19 +8,6 @@ from naseval.policies import get_policy
 from naseval.space import SearchSpace
 from naseval.train import TrainConfig
 
-from conftest import ROOT
-
-
-def test_the_committed_params_load():
-    params = read_params(ROOT / "params.yaml")
-    assert load(SearchSpace, params, "space").size == 32
-    assert load(TrainConfig, params, "train").lr == 20.0
-    for name in ("random", "random_ws"):
-        policy = get_policy(name)
-        assert isinstance(load(policy.Config, params, f"search.{name}"), policy.Config)
-    experiment = build(Experiment, {k: params[k] for k in ("policy", "baseline", "seeds")}, "")
-    assert experiment.policies == ["random_ws", "random"]
-
 
 @pytest.mark.parametrize(
     "cls, section, message",

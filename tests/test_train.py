@@ -24,7 +24,8 @@ def test_training_learns_a_repeating_sequence(tiny_corpus):
 
 def test_same_seed_same_result_other_seed_other_result(tiny_corpus):
     config = TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10)
-    run = lambda seed: train_cell(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, config, seed, show_progress=False)
+    def run(seed):
+        return train_cell(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, config, seed, show_progress=False)
     first, again, other = run(3), run(3), run(4)
     assert first.test_ppl == again.test_ppl and first.valid_ppl == again.valid_ppl
     assert first.test_ppl != other.test_ppl

@@ -1,6 +1,6 @@
 """The search-policy interface and its registry.
 
-A policy gets a search task (space, data, model settings, seed) and returns ranked candidate
+A policy gets a search task (space, data, seed) and returns ranked candidate
 cells with their search-time scores, a trace over search time and, where it can score every
 cell of the space, named rankings of all cells for comparison with the ground truth.
 """
@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 
 from naseval.data import Corpus
 from naseval.errors import NasevalError
-from naseval.model import ModelConfig
 from naseval.space import Genotype, SearchSpace
 
 
@@ -23,7 +22,6 @@ from naseval.space import Genotype, SearchSpace
 class SearchTask:
     space: SearchSpace
     corpus: Corpus
-    model_config: ModelConfig
     seed: int
 
 
@@ -41,7 +39,11 @@ class SearchResult:
 
 
 class SearchPolicy(ABC):
-    """Subclasses set `name` and `Config` (the dataclass of params.yaml `search.<name>`)."""
+    """Subclasses set `name` and `Config`, the dataclass of params.yaml `search.<name>`.
+
+    A policy that trains a model owns its search-time model and recipe in that section, as the
+    originals search with other sizes than they train with (DARTS: hidden 300 vs 850).
+    """
 
     name: ClassVar[str]
     Config: ClassVar[type]

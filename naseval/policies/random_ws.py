@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from naseval.data import batchify
-from naseval.model import LanguageModel
+from naseval.model import LanguageModel, ModelConfig
 from naseval.params import require
 from naseval.policies.base import Candidate, SearchPolicy, SearchResult, SearchTask, register
 from naseval.runtime import resolve_device, seed_everything
@@ -24,6 +24,7 @@ from naseval.train import TrainConfig, evaluate, fit, perplexity
 class RandomWSConfig:
     """params.yaml `search.random_ws`."""
 
+    model: ModelConfig = field(default_factory=ModelConfig)  # the supernet
     train: TrainConfig = field(default_factory=TrainConfig)  # the supernet's training recipe
     score_all_up_to: int = 64  # spaces this small are ranked whole
     num_candidates: int = 100  # distinct cells scored in larger spaces
@@ -52,7 +53,7 @@ class RandomWSPolicy(SearchPolicy):
         config, space = self.config, task.space
         rng = seed_everything(task.seed)
         device = resolve_device(config.train.device)
-        model = LanguageModel(len(task.corpus.vocabulary), space.nodes, task.model_config).to(device)
+        model = LanguageModel(len(task.corpus.vocabulary), space.nodes, config.model).to(device)
         train_data = batchify(task.corpus.splits["train"], config.train.batch_size, device)
         valid_data = batchify(task.corpus.splits["valid"], config.train.eval_batch_size, device)
         probes = distinct_samples(space, config.validation_cells, rng)

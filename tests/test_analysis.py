@@ -1,0 +1,53 @@
+import pytest
+
+from naseval.analysis import RunRecord, analyze
+
+TRUTH = {
+    0: {0: 60.0, 1: 61.0, 2: 62.0, 3: 63.0},
+    1: {0: 60.5, 1: 60.9, 2: 62.5, 3: 62.8},
+}
+
+
+def run(policy, seed, cell_id, test_ppl, rankings=None):
+    return RunRecord(policy, seed, cell_id, f"cell{cell_id}", None, test_ppl + 2, test_ppl, rankings or {})
+
+
+def test_policy_summary_and_ground_truth_ranks():
+    runs = [run("random", 0, 3, 63.0), run("random", 1, 1, 61.0), run("random_ws", 0, 0, 60.0)]
+    result = analyze(runs, TRUTH)
+    random = result.summary["policies"]["random"]
+    assert random["test_ppl"] == {"mean": 62.0, "std": pytest.approx(2 ** 0.5), "best": 61.0, "worst": 63.0}
+    assert random["ground_truth_rank"]["mean"] == 3.0  # ranks 4 and 2
+    assert random["distinct_cells"] == 2
+    assert result.summary["policies"]["random_ws"]["test_ppl"]["std"] == 0.0
+    assert result.summary["runs"]["random/0"]["ground_truth_rank"] == 4
+    assert result.summary["ground_truth"]["noise_ceiling_kendall_tau"] == pytest.approx(1.0)
+    assert [row["rank"] for row in result.ground_truth_rows] == [1, 2, 3, 4]
+
+
+def test_weight_sharing_against_ground_truth_is_matched_by_id():
+    reversed_ws = {"shared_weights_valid_ppl": {3: 100.0, 2: 101.0, 1: 102.0, 0: 103.0}}
+    faithful_ws = {"shared_weights_valid_ppl": {0: 200.0, 1: 201.0, 2: 202.0, 3: 203.0}}
+    runs = [run("random_ws", 0, 3, 63.0, reversed_ws), run("random_ws", 1, 0, 60.0, faithful_ws)]
+    result = analyze(runs, TRUTH)
+    agreement = result.summary["weight_sharing"]
+    assert agreement["random_ws/0"]["shared_weights_valid_ppl"]["kendall_tau"] == pytest.approx(-1.0)
+    assert agreement["random_ws/1"]["shared_weights_valid_ppl"]["spearman_rho"] == pytest.approx(1.0)
+    rows = [r for r in result.ranking_rows if r["run"] == "random_ws/0"]
+    assert {(r["cell_id"], r["weight_sharing_rank"], r["ground_truth_rank"]) for r in rows} == {
+        (0, 4, 1), (1, 3, 2), (2, 2, 3), (3, 1, 4)}
+
+
+def test_seeds_that_disagree_give_a_low_noise_ceiling():
+    noisy = {0: {0: 60.0, 1: 61.0, 2: 62.0, 3: 63.0}, 1: {0: 63.0, 1: 62.0, 2: 61.0, 3: 60.0}}
+    result = analyze([run("random", 0, 0, 60.0)], noisy)
+    assert result.summary["ground_truth"]["noise_ceiling_kendall_tau"] == pytest.approx(-1.0)
+
+
+def test_without_ground_truth_only_perplexities_are_reported():
+    result = analyze([run("random", 0, 12345, 80.0)], {})
+    assert "ground_truth" not in result.summary and "weight_sharing" not in result.summary
+    assert "ground_truth_rank" not in result.summary["policies"]["random"]
+    assert result.ground_truth_rows == [] and result.ranking_rows == []
+    assert result.final_ppl == [{"policy": "random", "seed": 0, "genotype": "cell12345",
+                                 "valid_ppl": 82.0, "test_ppl": 80.0}]

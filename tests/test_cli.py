@@ -1,0 +1,63 @@
+"""The stage commands as a user meets them: help, one-line errors, nothing half-written."""
+
+import hashlib
+
+import pytest
+from conftest import ROOT
+from typer.testing import CliRunner
+
+from naseval.analysis import Experiment
+from naseval.ground_truth import GroundTruthConfig
+from naseval.model import ModelConfig
+from naseval.params import build, load, read_params
+from naseval.policies import get_policy
+from naseval.space import SearchSpace
+from naseval.train import TrainConfig
+from stages.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", ["prepare", "search", "extract", "train", "ground-truth", "analyze"])
+def test_every_stage_has_help(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "--params" in result.output
+
+
+def test_unknown_policy_is_one_line_and_non_zero(tmp_path):
+    result = runner.invoke(app, ["search", "--policy", "nope", "--seed", "0", "--out", str(tmp_path / "o"),
+                                 "--params", str(ROOT / "params.yaml")])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: unknown policy 'nope' (known: random, random_ws)"
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_params_name_the_key(tmp_path):
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text().replace("  nodes: 2", "  nodes: 0"))
+    result = runner.invoke(app, ["search", "--policy", "random", "--seed", "0", "--out", str(tmp_path / "o"),
+                                 "--params", str(tmp_path / "params.yaml")])
+    assert result.exit_code == 1
+    assert "params.yaml: space.nodes: expected an integer >= 1, got 0" in result.output
+
+
+def test_corrupted_data_leaves_no_output(tmp_path, monkeypatch):
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"ptb.{split}.txt").write_text("not ptb\n")
+    monkeypatch.setenv("NASEVAL_PTB_DIR", str(tmp_path))
+    out = tmp_path / "prepared"
+    result = runner.invoke(app, ["prepare", "--out", str(out), "--params", str(ROOT / "params.yaml")])
+    bad_md5 = hashlib.md5(b"not ptb\n").hexdigest()
+    assert result.exit_code == 1 and f"corrupted PTB file {tmp_path}/ptb.train.txt: md5 {bad_md5}" in result.output
+    assert not out.exists() and list(tmp_path.glob(".*tmp")) == []
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", "profiles/paper-2node.yaml", "profiles/paper-8node.yaml"])
+def test_profiles_are_valid(profile):
+    params = read_params(ROOT / profile)
+    experiment = build(Experiment, {k: params[k] for k in ("policy", "baseline", "seeds")}, "")
+    for name in experiment.policies:
+        load(get_policy(name).Config, params, f"search.{name}")
+    load(SearchSpace, params, "space")
+    load(ModelConfig, params, "model")
+    load(TrainConfig, params, "train")
+    load(GroundTruthConfig, params, "ground_truth")

@@ -1,0 +1,88 @@
+"""Integration: the real dvc on a tiny profile in a temporary git repository."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+TINY = {
+    "seeds": [0, 1],
+    "data": {"vocab_size": 200, "max_train_tokens": 4000, "max_eval_tokens": 1000},
+    "space": {"nodes": 1},
+    "model": {"hidden_size": 8},
+    "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10},
+    "search": {"random_ws": {"model": {"hidden_size": 8},
+                             "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10}}},
+    "ground_truth": {"seeds": [0, 1], "workers": 1},
+}
+
+
+def merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = merge(base[key], value) if isinstance(value, dict) else value
+    return merged
+
+
+def run(repo: Path, *command: str) -> subprocess.CompletedProcess:
+    bin_dir = Path(sys.executable).parent  # this environment's python and dvc
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture
+def repo(tmp_path, ptb_dir, monkeypatch) -> Path:
+    monkeypatch.setenv("NASEVAL_PTB_DIR", str(ptb_dir))
+    for folder in ("naseval", "stages"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", tmp_path)
+    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(tmp_path, "git", "init", "-q")
+    run(tmp_path, "git", "config", "user.email", "ci@example.com")
+    run(tmp_path, "git", "config", "user.name", "naseval tests")
+    run(tmp_path, "dvc", "init", "-q")
+    run(tmp_path, "git", "add", "-A")
+    run(tmp_path, "git", "commit", "-qm", "tiny profile")
+    return tmp_path
+
+
+def summary(repo: Path) -> dict:
+    return json.loads((repo / "metrics" / "summary.json").read_text())
+
+
+def test_repro_then_experiment_with_another_policy(repo):
+    run(repo, "dvc", "repro")
+    first = summary(repo)
+    assert set(first["policies"]) == {"random", "random_ws"}
+    assert first["ground_truth"]["cells"] == 4
+    assert set(first["weight_sharing"]) == {"random_ws/0", "random_ws/1"}
+    tau = first["weight_sharing"]["random_ws/0"]["shared_weights_valid_ppl"]["kendall_tau"]
+    assert -1.0 <= tau <= 1.0
+    assert (repo / "runs/policies/random_ws/seed_1/search/search.log").stat().st_size > 0
+    assert "Data and pipelines are up to date" in run(repo, "dvc", "repro").stdout
+
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "default run")
+    experiment = run(repo, "dvc", "exp", "run", "-S", "policy=random").stdout
+    assert "Running stage 'analyze'" in experiment
+    for stage in ("search@random-0", "train@random-1", "ground_truth@0"):
+        assert f"Running stage '{stage}'" not in experiment
+    second = summary(repo)
+    assert set(second["policies"]) == {"random"}
+    assert second["runs"]["random/0"] == first["runs"]["random/0"]  # cached, not retrained
+
+    diff = run(repo, "dvc", "metrics", "diff", "--json").stdout
+    assert "policies.random_ws.test_ppl.mean" in diff
+    run(repo, "dvc", "plots", "show", "-o", "plots_html")
+    assert (repo / "plots_html" / "index.html").stat().st_size > 0
