@@ -95,6 +95,7 @@ def analyze(runs: list[RunRecord], ground_truth: dict[int, Scores]) -> Analysis:
         "runs": {
             f"{r.policy}/{r.seed}": {
                 "genotype": r.genotype,
+                "search_score": r.search_score,
                 "test_ppl": r.test_ppl,
                 "valid_ppl": r.valid_ppl,
                 **({"ground_truth_rank": truth_ranks[r.cell_id]} if truth_ranks else {}),

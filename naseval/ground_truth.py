@@ -16,7 +16,6 @@ import torch
 from tqdm import tqdm
 
 from naseval.data import Corpus
-from naseval.errors import NasevalError
 from naseval.model import ModelConfig
 from naseval.params import require
 from naseval.runtime import keep_freed_memory
@@ -65,36 +64,6 @@ def _train_job(job: _Job) -> dict:
             "test_ppl": result.test_ppl, "epochs": len(result.history)}
 
 
-def train_all_cells(
-    space: SearchSpace,
-    corpus: Corpus,
-    model_config: ModelConfig,
-    train_config: TrainConfig,
-    config: GroundTruthConfig,
-    seed: int,
-) -> list[dict]:
-    """One from-scratch result per cell of `space`, ordered by cell id."""
-    if not is_enumerable(space, config):
-        raise NasevalError(
-            f"ground truth needs an enumerable space: {space.size} cells > ground_truth.max_cells "
-            f"{config.max_cells}"
-        )
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
-    jobs = [_Job(i, space, corpus, model_config, train_config, seed, threads) for i in range(space.size)]
-    results = []
-    with ExitStack() as stack:
-        outcomes = map(_train_job, jobs)
-        if config.workers > 1:
-            # spawn, not fork: a forked child inherits the parent's OpenMP state and can hang.
-            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(config.workers))
-            outcomes = pool.imap_unordered(_train_job, jobs)
-        for result in tqdm(outcomes, total=len(jobs), desc=f"ground truth seed {seed}", unit="cell"):
-            log.info("cell %3d %-28s valid ppl %8.2f  test ppl %8.2f", result["cell_id"],
-                     result["genotype"], result["valid_ppl"], result["test_ppl"])
-            results.append(result)
-    return sorted(results, key=lambda r: r["cell_id"])
-
-
 def ground_truth_record(
     space: SearchSpace,
     corpus: Corpus,
@@ -103,10 +72,26 @@ def ground_truth_record(
     config: GroundTruthConfig,
     seed: int,
 ) -> dict:
-    """The stage's output: every cell's result, or none with the reason for a large space."""
+    """Every cell of `space` trained from scratch with `seed`, ordered by cell id.
+
+    A space too large to enumerate gets a record without cells that says why, so the pipeline
+    of an 8-node profile still runs and the analysis reports perplexities only.
+    """
     if not is_enumerable(space, config):
         reason = f"{space.size} cells > ground_truth.max_cells {config.max_cells}: not enumerable"
         log.info("no ground truth: %s", reason)
         return {"seed": seed, "enumerable": False, "reason": reason, "cells": []}
-    cells = train_all_cells(space, corpus, model_config, train_config, config, seed)
-    return {"seed": seed, "enumerable": True, "cells": cells}
+    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    jobs = [_Job(i, space, corpus, model_config, train_config, seed, threads) for i in range(space.size)]
+    cells = []
+    with ExitStack() as stack:
+        outcomes = map(_train_job, jobs)
+        if config.workers > 1:
+            # spawn, not fork: a forked child inherits the parent's OpenMP state and can hang.
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(config.workers))
+            outcomes = pool.imap_unordered(_train_job, jobs)
+        for cell in tqdm(outcomes, total=len(jobs), desc=f"ground truth seed {seed}", unit="cell"):
+            log.info("cell %3d %-28s valid ppl %8.2f  test ppl %8.2f", cell["cell_id"],
+                     cell["genotype"], cell["valid_ppl"], cell["test_ppl"])
+            cells.append(cell)
+    return {"seed": seed, "enumerable": True, "cells": sorted(cells, key=lambda c: c["cell_id"])}

@@ -10,7 +10,7 @@ from naseval.params import load, read_params
 from naseval.policies import SearchTask, get_policy
 from naseval.records import SEARCH_RESULT, search_result_json
 from naseval.runtime import atomic_directory, setup_logging, write_csv, write_json
-from naseval.space import SearchSpace
+from naseval.space import SearchSpace, format_genotype
 from stages.common import run_stage
 
 
@@ -35,7 +35,7 @@ def main(
         seconds = time.perf_counter() - started
         write_json(folder / SEARCH_RESULT, search_result_json(result, space, policy, seed, seconds))
         write_csv(folder / "trace.csv", result.trace)
-        log.info("search done in %.1f s; top cell %s", seconds, result.candidates[0].genotype)
+        log.info("search done in %.1f s; top cell %s", seconds, format_genotype(result.candidates[0].genotype))
 
 
 if __name__ == "__main__":
