@@ -84,7 +84,7 @@ def weight_sharing_agreement(run: RunRecord, truth: Scores) -> dict[str, dict[st
 
 
 def analyze(runs: list[RunRecord], ground_truth: dict[int, Scores]) -> Analysis:
-    """`ground_truth`: training seed -> cell id -> test perplexity; empty for large spaces."""
+    """`ground_truth`: training seed -> cell id -> validation perplexity; empty for large spaces."""
     truth = mean_scores(list(ground_truth.values())) if ground_truth else None
     truth_ranks = ranks(truth) if truth else None
     policies = sorted({r.policy for r in runs})
@@ -108,7 +108,7 @@ def analyze(runs: list[RunRecord], ground_truth: dict[int, Scores]) -> Analysis:
         summary["ground_truth"] = {
             "cells": len(truth),
             "seeds": sorted(ground_truth),
-            "best_test_ppl": min(truth.values()),
+            "best_valid_ppl": min(truth.values()),
             "noise_ceiling_kendall_tau": mean_pairwise_tau(list(ground_truth.values())),
         }
         summary["weight_sharing"] = {
@@ -128,7 +128,7 @@ def analyze(runs: list[RunRecord], ground_truth: dict[int, Scores]) -> Analysis:
         for r in runs
     ]
     ground_truth_rows = [
-        {"cell_id": cell, "mean_test_ppl": ppl, "rank": truth_ranks[cell],
+        {"cell_id": cell, "mean_valid_ppl": ppl, "rank": truth_ranks[cell],
          **{f"seed_{seed}": scores.get(cell) for seed, scores in sorted(ground_truth.items())}}
         for cell, ppl in sorted(truth.items())
     ] if truth and truth_ranks else []

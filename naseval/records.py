@@ -62,10 +62,14 @@ def read_run(policies_root: Path, policy: str, seed: int) -> RunRecord:
 
 
 def read_ground_truth(root: Path, seeds: list[int]) -> dict[int, dict[int, float]]:
-    """Training seed -> cell id -> test perplexity; empty when the space was not enumerable."""
+    """Training seed -> cell id -> validation perplexity; empty when the space was not enumerable.
+
+    Cells are ranked by validation perplexity, as Yu et al. rank them; test perplexities stay in
+    the ground-truth stage's own outputs.
+    """
     truth = {}
     for seed in seeds:
         cells = read_json(seed_dir(root, seed) / GROUND_TRUTH)["cells"]
         if cells:
-            truth[seed] = {c["cell_id"]: c["test_ppl"] for c in cells}
+            truth[seed] = {c["cell_id"]: c["valid_ppl"] for c in cells}
     return truth

@@ -5,14 +5,16 @@ from pathlib import Path
 import typer
 
 from naseval.analysis import Experiment, analyze
-from naseval.params import build, read_params, section
+from naseval.ground_truth import GroundTruthConfig
+from naseval.params import build, load, read_params
 from naseval.policies import get_policy
 from naseval.records import read_ground_truth, read_run
-from naseval.runtime import write_csv, write_json
+from naseval.runtime import read_json, write_csv, write_json
 from stages.common import run_stage
 
 
 def main(
+    data: Path = typer.Option(Path("data/prepared"), help="Output of the prepare stage, for its meta.json."),
     runs: Path = typer.Option(Path("runs/policies"), help="Root of the search/extract/train outputs."),
     ground_truth: Path = typer.Option(Path("runs/ground_truth"), help="Root of the ground-truth outputs."),
     metrics: Path = typer.Option(Path("metrics/summary.json"), help="Metrics JSON to write."),
@@ -25,9 +27,10 @@ def main(
     for policy in experiment.policies:
         get_policy(policy)
     records = [read_run(runs, p, s) for p in experiment.policies for s in experiment.seeds]
-    truth = read_ground_truth(ground_truth, section(values, "ground_truth.seeds"))
+    truth = read_ground_truth(ground_truth, list(load(GroundTruthConfig, values, "ground_truth").seeds))
     result = analyze(records, truth)
-    write_json(metrics, result.summary)
+    trained_on = read_json(data / "meta.json")
+    write_json(metrics, {"data": {k: trained_on[k] for k in ("vocab_size", "tokens")}, **result.summary})
     write_csv(plots / "final_ppl.csv", result.final_ppl)
     write_csv(plots / "weight_sharing_vs_ground_truth.csv", result.ranking_rows)
     write_csv(plots / "ground_truth.csv", result.ground_truth_rows)
