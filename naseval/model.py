@@ -88,7 +88,7 @@ class RecurrentCell(nn.Module):
         masked = h_prev if h_mask is None else h_prev * h_mask
         c0, h0 = (x_proj + masked @ W0_h).chunk(2, dim=-1)
         states = [h_prev + torch.sigmoid(c0) * (torch.tanh(h0) - h_prev)]
-        for W, (activation, pred) in zip(self.Ws, activations):
+        for W, (activation, pred) in zip(self.Ws, activations, strict=True):
             s_prev = states[pred]
             masked = s_prev if h_mask is None else s_prev * h_mask
             c, h = (masked @ W).chunk(2, dim=-1)

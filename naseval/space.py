@@ -12,8 +12,8 @@ Cells have integer ids by mixed radix, as in the paper's code: node i contribute
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 

@@ -13,9 +13,9 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -91,7 +91,7 @@ def averaged_weights(optimizer: torch.optim.Optimizer) -> Iterator[None]:
     try:
         yield
     finally:
-        for p, original in zip(params, saved):
+        for p, original in zip(params, saved, strict=True):
             p.data.copy_(original)
 
 

@@ -1,7 +1,7 @@
 """What every stage entry shares: one-line errors and a non-zero exit instead of a traceback."""
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import typer
 

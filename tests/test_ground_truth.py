@@ -13,7 +13,7 @@ def test_every_cell_is_trained_and_workers_do_not_change_results(tiny_corpus):
     pooled = ground_truth_record(space, tiny_corpus, TOY_MODEL, TOY_TRAIN, GroundTruthConfig(workers=2), 5)
     assert [c["cell_id"] for c in alone["cells"]] == [0, 1, 2, 3]
     assert [c["genotype"] for c in alone["cells"]] == ["tanh:0", "relu:0", "sigmoid:0", "identity:0"]
-    for a, b in zip(alone["cells"], pooled["cells"]):
+    for a, b in zip(alone["cells"], pooled["cells"], strict=True):
         assert abs(a["test_ppl"] - b["test_ppl"]) < 1e-3 * a["test_ppl"]
     direct = train_cell(space.from_id(2), tiny_corpus, 1, TOY_MODEL, TOY_TRAIN, 5, show_progress=False)
     assert abs(direct.test_ppl - alone["cells"][2]["test_ppl"]) < 1e-3 * direct.test_ppl
