@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from naseval.data import Corpus, batchify, get_batch
+from naseval.data import SPLITS, Corpus, batchify, get_batch
 from naseval.errors import TrainingDiverged
 from naseval.model import LanguageModel, ModelConfig
 from naseval.params import require
@@ -181,6 +181,17 @@ def fit(
     return FitResult(best_ppl, best_state, history)
 
 
+def build_model_and_data(
+    corpus: Corpus, nodes: int, model_config: ModelConfig, config: TrainConfig
+) -> tuple[LanguageModel, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """A fresh model on the configured device, and train/valid/test batchified for `config`."""
+    device = resolve_device(config.device)
+    model = LanguageModel(len(corpus.vocabulary), nodes, model_config).to(device)
+    batch_sizes = (config.batch_size, config.eval_batch_size, config.eval_batch_size)
+    data = tuple(batchify(corpus.splits[s], b, device) for s, b in zip(SPLITS, batch_sizes, strict=True))
+    return model, data
+
+
 @dataclass
 class CellResult:
     genotype: str
@@ -202,11 +213,7 @@ def train_cell(
 ) -> CellResult:
     """Train one cell from scratch and report the best-validation model's valid and test ppl."""
     rng = seed_everything(seed)
-    device = resolve_device(config.device)
-    model = LanguageModel(len(corpus.vocabulary), nodes, model_config).to(device)
-    train_data = batchify(corpus.splits["train"], config.batch_size, device)
-    valid_data = batchify(corpus.splits["valid"], config.eval_batch_size, device)
-    test_data = batchify(corpus.splits["test"], config.eval_batch_size, device)
+    model, (train_data, valid_data, test_data) = build_model_and_data(corpus, nodes, model_config, config)
     result = fit(model, train_data, config, rng, lambda: genotype,
                  lambda: evaluate(model, valid_data, genotype, config.bptt), description, show_progress)
     model.load_state_dict(result.best_state)

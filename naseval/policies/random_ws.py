@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from naseval.data import batchify
-from naseval.model import LanguageModel, ModelConfig
+from naseval.model import ModelConfig
 from naseval.params import require
 from naseval.policies.base import Candidate, SearchPolicy, SearchResult, SearchTask, register
-from naseval.runtime import resolve_device, seed_everything
+from naseval.runtime import seed_everything
 from naseval.space import Genotype, SearchSpace
-from naseval.train import TrainConfig, evaluate, fit, perplexity
+from naseval.train import TrainConfig, build_model_and_data, evaluate, fit, perplexity
 
 
 @dataclass(frozen=True)
@@ -52,10 +51,8 @@ class RandomWSPolicy(SearchPolicy):
     def search(self, task: SearchTask) -> SearchResult:
         config, space = self.config, task.space
         rng = seed_everything(task.seed)
-        device = resolve_device(config.train.device)
-        model = LanguageModel(len(task.corpus.vocabulary), space.nodes, config.model).to(device)
-        train_data = batchify(task.corpus.splits["train"], config.train.batch_size, device)
-        valid_data = batchify(task.corpus.splits["valid"], config.train.eval_batch_size, device)
+        model, (train_data, valid_data, _) = build_model_and_data(task.corpus, space.nodes, config.model,
+                                                                  config.train)
         probes = distinct_samples(space, config.validation_cells, rng)
 
         def validate() -> float:
