@@ -3,10 +3,11 @@
 The cell (Liu et al. 2019, DARTS, RNN search space):
     [c0, h0] = [x * mx, h_prev * mh] W0          s0  = h_prev + sigmoid(c0) * (tanh(h0) - h_prev)
     [c, h]   = (s_p * mh) W_i                    s_i = s_p + sigmoid(c) * (f_i(h) - s_p)
-    h_t      = mean of the intermediate nodes' states
-Node i owns one matrix W_i whatever its op and predecessor, so one module serves both a fixed
-cell and the weight-sharing supernet of the paper's code: the genotype is an argument of
-forward() and may change from one minibatch to the next.
+    h_t      = mean of the intermediate nodes' states (or of the loose ends, as ENAS)
+The genotype is an argument of forward(), so one module serves both a fixed cell and a
+weight-sharing supernet whose cell changes from one minibatch to the next. Node i owns one
+matrix W_i whatever its op and predecessor (DARTS, the paper's random search) or one per
+predecessor (ENAS); MixedCell is DARTS's continuous relaxation of the same space.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from naseval.params import require
-from naseval.space import Genotype
+from naseval.space import Genotype, loose_ends
 
 ACTIVATIONS = {
     "tanh": torch.tanh,
@@ -53,20 +54,44 @@ def variational_mask(like: torch.Tensor, shape: tuple[int, ...], p: float) -> to
     return like.new_empty(shape).bernoulli_(1 - p) / (1 - p)
 
 
+CELL_OUTPUTS = ("mean", "loose_ends")
+WEIGHT_SHARING = ("per_node", "per_edge")
+
+
 class RecurrentCell(nn.Module):
-    def __init__(self, hidden_size: int, nodes: int, dropoutx: float, dropouth: float):
+    """The cell of a fixed genotype, or the supernet of every genotype (pass one per forward).
+
+    `weights`: "per_node" gives node i one matrix whatever its predecessor (DARTS, Yu et al.'s
+    random search); "per_edge" gives it one matrix per predecessor (ENAS). `output`: the cell's
+    output is the mean of all intermediate nodes (DARTS) or of the loose ends, the nodes that no
+    other node reads (ENAS).
+    """
+
+    def __init__(self, hidden_size: int, nodes: int, dropoutx: float, dropouth: float,
+                 output: str = "mean", weights: str = "per_node"):
         super().__init__()
-        self.hidden_size = hidden_size
+        require(output in CELL_OUTPUTS, "cell_output", output, f"one of {', '.join(CELL_OUTPUTS)}")
+        require(weights in WEIGHT_SHARING, "weights", weights, f"one of {', '.join(WEIGHT_SHARING)}")
+        self.hidden_size, self.nodes = hidden_size, nodes
         self.dropoutx, self.dropouth = dropoutx, dropouth
+        self.output, self.weights = output, weights
+        # Node i's matrix for predecessor p is Ws[offset[i] + p] per edge, Ws[i] per node.
+        self.offsets = [i * (i + 1) // 2 for i in range(nodes)] if weights == "per_edge" else None
+        count = nodes * (nodes + 1) // 2 if weights == "per_edge" else nodes
         r = CELL_INIT_RANGE
         self.W0 = nn.Parameter(torch.empty(2 * hidden_size, 2 * hidden_size).uniform_(-r, r))
         self.Ws = nn.ParameterList(
-            nn.Parameter(torch.empty(hidden_size, 2 * hidden_size).uniform_(-r, r))
-            for _ in range(nodes)
+            nn.Parameter(torch.empty(hidden_size, 2 * hidden_size).uniform_(-r, r)) for _ in range(count)
         )
 
-    def forward(self, inputs: torch.Tensor, hidden: torch.Tensor, genotype: Genotype) -> torch.Tensor:
-        """inputs (T, B, H), hidden (B, H) -> the cell's output at every step (T, B, H)."""
+    def node_weight(self, node: int, pred: int) -> torch.Tensor:
+        return self.Ws[node] if self.offsets is None else self.Ws[self.offsets[node] + pred]
+
+    def forward(self, inputs: torch.Tensor, hidden: torch.Tensor, arch) -> torch.Tensor:
+        """inputs (T, B, H), hidden (B, H) -> the cell's output at every step (T, B, H).
+
+        `arch` is a genotype here; subclasses may take another description of the cell.
+        """
         T, B, H = inputs.shape
         if self.training:
             x_mask = variational_mask(inputs, (B, H), self.dropoutx)
@@ -77,23 +102,72 @@ class RecurrentCell(nn.Module):
         # The input half of [x, h] W0 does not depend on the recurrence: one matmul for all steps.
         x_proj = inputs @ self.W0[:H]  # (T, B, 2H)
         W0_h = self.W0[H:]
-        activations = [(ACTIVATIONS[op], pred) for op, pred in genotype]
+        plan = self.plan(arch)
         outputs = []
         for x_t in x_proj.unbind(0):  # unbind, not x_proj[t]: indexing backward zero-fills (T, B, 2H) per step
-            hidden = self._step(x_t, hidden, h_mask, W0_h, activations)
+            hidden = self.step(self.first_state(x_t, hidden, h_mask, W0_h), h_mask, plan)
             outputs.append(hidden)
         return torch.stack(outputs)
 
-    def _step(self, x_proj, h_prev, h_mask, W0_h, activations) -> torch.Tensor:
+    def first_state(self, x_proj, h_prev, h_mask, W0_h) -> torch.Tensor:
+        """s0 = h_prev + sigmoid(c0) * (tanh(h0) - h_prev), [c0, h0] = [x, h_prev] W0."""
         masked = h_prev if h_mask is None else h_prev * h_mask
         c0, h0 = (x_proj + masked @ W0_h).chunk(2, dim=-1)
-        states = [h_prev + torch.sigmoid(c0) * (torch.tanh(h0) - h_prev)]
-        for W, (activation, pred) in zip(self.Ws, activations, strict=True):
+        return h_prev + torch.sigmoid(c0) * (torch.tanh(h0) - h_prev)
+
+    def plan(self, genotype: Genotype):
+        """Per node: (activation, predecessor, matrix); then which nodes the output averages."""
+        nodes = [(ACTIVATIONS[op], pred, self.node_weight(i, pred))
+                 for i, (op, pred) in enumerate(strict_nodes(genotype, self.nodes))]
+        outputs = loose_ends(genotype) if self.output == "loose_ends" else list(range(self.nodes))
+        return nodes, [i + 1 for i in outputs]  # + 1: states[0] is s0
+
+    def step(self, s0, h_mask, plan) -> torch.Tensor:
+        nodes, outputs = plan
+        states = [s0]
+        for activation, pred, W in nodes:
             s_prev = states[pred]
             masked = s_prev if h_mask is None else s_prev * h_mask
             c, h = (masked @ W).chunk(2, dim=-1)
             states.append(s_prev + torch.sigmoid(c) * (activation(h) - s_prev))
-        return torch.stack(states[1:]).mean(dim=0)
+        return torch.stack([states[i] for i in outputs]).mean(dim=0)
+
+
+def strict_nodes(genotype: Genotype, nodes: int) -> Genotype:
+    """A short genotype must not silently run fewer nodes than the cell has."""
+    if len(genotype) != nodes:
+        raise ValueError(f"genotype has {len(genotype)} nodes, the cell has {nodes}")
+    return genotype
+
+
+class MixedCell(RecurrentCell):
+    """DARTS's continuous relaxation: node i's state is the weighted sum, over every
+    (predecessor p, op k) pair, of s_p + sigmoid(c) * (f_k(h) - s_p), [c, h] = s_p W_i.
+
+    `arch` is one (i + 1, |ops|) weight tensor per node (the softmax of the architecture
+    parameters). As in DARTS's RNN search code, W_i is shared by all pairs of node i, and batch
+    normalization without affine parameters (optional here) is applied to s0 and to every node.
+    """
+
+    def __init__(self, hidden_size: int, nodes: int, dropoutx: float, dropouth: float,
+                 ops: tuple[str, ...], batch_norm: bool = True):
+        super().__init__(hidden_size, nodes, dropoutx, dropouth)
+        self.activations = [ACTIVATIONS[op] for op in ops]
+        self.norm = nn.BatchNorm1d(hidden_size, affine=False) if batch_norm else nn.Identity()
+
+    def plan(self, weights: list[torch.Tensor]):
+        return strict_nodes(weights, self.nodes)
+
+    def step(self, s0, h_mask, weights) -> torch.Tensor:
+        states = self.norm(s0).unsqueeze(0)  # (1, B, H), grows by one node at a time
+        for W, w in zip(self.Ws, weights, strict=True):
+            masked = states if h_mask is None else states * h_mask
+            c, h = (masked @ W).chunk(2, dim=-1)  # each (i + 1, B, H)
+            c = torch.sigmoid(c)
+            s = sum((w[:, k, None, None] * (states + c * (f(h) - states))).sum(0)
+                    for k, f in enumerate(self.activations))
+            states = torch.cat([states, self.norm(s).unsqueeze(0)])
+        return states[1:].mean(dim=0)
 
 
 def embedding_dropout(embedding: nn.Embedding, words: torch.Tensor, p: float) -> torch.Tensor:
@@ -112,12 +186,13 @@ def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 class LanguageModel(nn.Module):
-    def __init__(self, vocab_size: int, nodes: int, config: ModelConfig):
+    def __init__(self, vocab_size: int, nodes: int, config: ModelConfig,
+                 cell_class: type[RecurrentCell] = RecurrentCell, **cell_options):
         super().__init__()
         self.config = config
         H = config.hidden_size
         self.encoder = nn.Embedding(vocab_size, H)
-        self.cell = RecurrentCell(H, nodes, config.dropoutx, config.dropouth)
+        self.cell = cell_class(H, nodes, config.dropoutx, config.dropouth, **cell_options)
         self.decoder = nn.Linear(H, vocab_size)
         self.decoder.weight = self.encoder.weight  # tied (Press & Wolf; Inan et al.)
         nn.init.uniform_(self.encoder.weight, -EMBEDDING_INIT_RANGE, EMBEDDING_INIT_RANGE)
@@ -127,12 +202,15 @@ class LanguageModel(nn.Module):
         return self.encoder.weight.new_zeros(batch_size, self.config.hidden_size)
 
     def forward(
-        self, words: torch.Tensor, hidden: torch.Tensor, genotype: Genotype
+        self, words: torch.Tensor, hidden: torch.Tensor, arch
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """words (T, B) -> logits (T, B, V), next hidden (B, H), cell outputs before dropout."""
+        """words (T, B) -> logits (T, B, V), next hidden (B, H), cell outputs before dropout.
+
+        `arch` is what the cell takes: a genotype, or mixing weights for a MixedCell.
+        """
         c = self.config
         p_embedding = c.dropoute if self.training else 0.0
         x = locked_dropout(embedding_dropout(self.encoder, words, p_embedding), c.dropouti, self.training)
-        raw = self.cell(x, hidden, genotype)  # (T, B, H)
+        raw = self.cell(x, hidden, arch)  # (T, B, H)
         logits = self.decoder(locked_dropout(raw, c.dropout, self.training))
         return logits, raw[-1], raw

@@ -97,6 +97,12 @@ class SearchSpace:
         )
 
 
+def loose_ends(genotype: Genotype) -> list[int]:
+    """The intermediate nodes (0-based) that no other node reads; the last node always is one."""
+    read = {pred - 1 for _, pred in genotype if pred > 0}
+    return [node for node in range(len(genotype)) if node not in read]
+
+
 def format_genotype(genotype: Genotype) -> str:
     """Canonical text form, e.g. 'tanh:0 relu:1' (node i reads its predecessor after the colon)."""
     return " ".join(f"{op}:{pred}" for op, pred in genotype)

@@ -3,8 +3,9 @@
 SGD with the learning rate scaled by the sequence length, switching to averaged SGD (NT-ASGD)
 when validation has not improved on the best of all but the last `nonmono` epochs; gradient
 clipping, weight decay, variable-length BPTT and temporal activation regularization (TAR).
-The same loop trains a fixed cell (one genotype) and a weight-sharing supernet (a genotype
-drawn per minibatch), so `choose_genotype` and `validate` are arguments.
+The same loop trains a fixed cell (one genotype) and a weight-sharing supernet (a cell drawn
+or an architecture step taken per minibatch), so `choose_arch`, `validate` and `after_epoch`
+are arguments.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,7 +103,20 @@ def sequence_length(config: TrainConfig, rng: np.random.Generator) -> int:
     return min(max(5, int(rng.normal(bptt, 5))), config.bptt + config.max_seq_len_delta)
 
 
-def train_epoch(model, data, optimizer, config, rng, choose_genotype, progress) -> float:
+@dataclass(frozen=True)
+class Step:
+    """What a policy sees before each weight update: the minibatch, its state and the step's lr."""
+
+    inputs: torch.Tensor  # (T, B)
+    targets: torch.Tensor  # (T, B)
+    hidden: torch.Tensor  # (B, H), detached
+    lr: float
+
+
+ChooseArch = Callable[[Step], Any]  # -> what the model's cell takes: a genotype, mixing weights
+
+
+def train_epoch(model, data, optimizer, config, rng, choose_arch: ChooseArch, progress) -> float:
     """One pass over `data` (rows, batch); returns the mean training loss per token."""
     model.train()
     hidden = model.init_hidden(data.size(1))
@@ -109,9 +124,12 @@ def train_epoch(model, data, optimizer, config, rng, choose_genotype, progress) 
     total, count, start = 0.0, 0, 0
     while start < data.size(0) - 2:
         seq_len = sequence_length(config, rng)
-        optimizer.param_groups[0]["lr"] = base_lr * seq_len / config.bptt
+        lr = optimizer.param_groups[0]["lr"] = base_lr * seq_len / config.bptt
         x, y = get_batch(data, start, seq_len)
-        logits, hidden, raw = model(x, hidden.detach(), choose_genotype())
+        hidden = hidden.detach()
+        arch = choose_arch(Step(x, y, hidden, lr))
+        model.train()  # choose_arch may have evaluated something
+        logits, hidden, raw = model(x, hidden, arch)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         loss_value = loss.item()
         if not math.isfinite(loss_value):
@@ -141,12 +159,17 @@ def fit(
     train_data: torch.Tensor,
     config: TrainConfig,
     rng: np.random.Generator,
-    choose_genotype: Callable[[], Genotype],
+    choose_arch: ChooseArch,
     validate: Callable[[], float],
     description: str = "train",
     show_progress: bool = True,
+    after_epoch: Callable[[int], dict[str, Any]] | None = None,
 ) -> FitResult:
-    """Train for `config.epochs`, keeping the state with the best validation perplexity."""
+    """Train for `config.epochs`, keeping the state with the best validation perplexity.
+
+    `after_epoch(epoch)` runs after each epoch's validation (ENAS trains its controller there)
+    and returns columns to add to that epoch's history row.
+    """
     optimizer: torch.optim.Optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -156,7 +179,7 @@ def fit(
               unit_scale=True, leave=False, mininterval=1.0, disable=not show_progress) as progress:
         for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
-            train_loss = train_epoch(model, train_data, optimizer, config, rng, choose_genotype, progress)
+            train_loss = train_epoch(model, train_data, optimizer, config, rng, choose_arch, progress)
             averaging = isinstance(optimizer, torch.optim.ASGD)
             with averaged_weights(optimizer):
                 valid_loss = validate()
@@ -170,10 +193,11 @@ def fit(
                     model.parameters(), lr=config.lr, t0=0, lambd=0.0, weight_decay=config.weight_decay
                 )
             valid_losses.append(valid_loss)
+            extra = after_epoch(epoch) if after_epoch else {}
             seconds = time.perf_counter() - started
             history.append({
                 "epoch": epoch, "train_ppl": perplexity(train_loss), "valid_ppl": perplexity(valid_loss),
-                "averaged": averaging, "seconds": round(seconds, 3),
+                "averaged": averaging, "seconds": round(seconds, 3), **extra,
             })
             log.info("%s epoch %d: train ppl %.2f, valid ppl %.2f%s, %.0f tok/s", description, epoch,
                      perplexity(train_loss), perplexity(valid_loss), " (ASGD)" if averaging else "",
@@ -182,11 +206,14 @@ def fit(
 
 
 def build_model_and_data(
-    corpus: Corpus, nodes: int, model_config: ModelConfig, config: TrainConfig
+    corpus: Corpus, nodes: int, model_config: ModelConfig, config: TrainConfig, **cell_options
 ) -> tuple[LanguageModel, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """A fresh model on the configured device, and train/valid/test batchified for `config`."""
+    """A fresh model on the configured device, and train/valid/test batchified for `config`.
+
+    `cell_options` go to LanguageModel: the cell's class, output rule, weight sharing.
+    """
     device = resolve_device(config.device)
-    model = LanguageModel(len(corpus.vocabulary), nodes, model_config).to(device)
+    model = LanguageModel(len(corpus.vocabulary), nodes, model_config, **cell_options).to(device)
     batch_sizes = (config.batch_size, config.eval_batch_size, config.eval_batch_size)
     data = tuple(batchify(corpus.splits[s], b, device) for s, b in zip(SPLITS, batch_sizes, strict=True))
     return model, data
@@ -210,11 +237,16 @@ def train_cell(
     seed: int,
     description: str = "train",
     show_progress: bool = True,
+    cell_output: str = "mean",
 ) -> CellResult:
-    """Train one cell from scratch and report the best-validation model's valid and test ppl."""
+    """Train one cell from scratch and report the best-validation model's valid and test ppl.
+
+    `cell_output` must be the rule the cell was searched with (ENAS: the loose ends' mean).
+    """
     rng = seed_everything(seed)
-    model, (train_data, valid_data, test_data) = build_model_and_data(corpus, nodes, model_config, config)
-    result = fit(model, train_data, config, rng, lambda: genotype,
+    model, (train_data, valid_data, test_data) = build_model_and_data(corpus, nodes, model_config, config,
+                                                                      output=cell_output)
+    result = fit(model, train_data, config, rng, lambda step: genotype,
                  lambda: evaluate(model, valid_data, genotype, config.bptt), description, show_progress)
     model.load_state_dict(result.best_state)
     return CellResult(

@@ -37,7 +37,7 @@ def test_nan_loss_raises_a_clear_error(tiny_corpus):
         model.cell.W0.fill_(float("nan"))
     data = batchify(tiny_corpus.splits["train"], 8, torch.device("cpu"))
     with pytest.raises(TrainingDiverged, match="training diverged: loss nan"):
-        fit(model, data, SMALL_TRAIN, np.random.default_rng(0), lambda: GENOTYPE, lambda: 0.0,
+        fit(model, data, SMALL_TRAIN, np.random.default_rng(0), lambda step: GENOTYPE, lambda: 0.0,
             show_progress=False)
 
 
@@ -47,7 +47,7 @@ def test_switches_to_averaged_sgd_when_validation_stalls(tiny_corpus):
     # After epoch 5, 4.7 is worse than the best (4.0) of all but the last 2 epochs: switch.
     stalled = iter([5.0, 4.0, 4.5, 4.6, 4.7, 4.8])
     config = TrainConfig(epochs=6, batch_size=8, bptt=10, nonmono=2)
-    result = fit(model, data, config, np.random.default_rng(0), lambda: GENOTYPE, lambda: next(stalled),
+    result = fit(model, data, config, np.random.default_rng(0), lambda step: GENOTYPE, lambda: next(stalled),
                  show_progress=False)
     assert [h["averaged"] for h in result.history] == [False] * 5 + [True]
     assert result.best_valid_ppl == pytest.approx(math.exp(4.0))
