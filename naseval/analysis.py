@@ -34,16 +34,26 @@ class Experiment:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One (policy, seed) run: its top cell, that cell trained from scratch, its rankings."""
+    """One (policy, seed) run: its top cell, that cell trained from scratch, its rankings.
+
+    A failed run (diverged search or training) has a `failure` and no perplexities; it is
+    counted and named in the summary, never silently dropped.
+    """
 
     policy: str
     seed: int
-    cell_id: int
-    genotype: str
+    cell_id: int | None
+    genotype: str | None
     search_score: float | None
-    valid_ppl: float
-    test_ppl: float
+    valid_ppl: float | None
+    test_ppl: float | None
     rankings: dict[str, Scores] = field(default_factory=dict)  # weight-sharing scores of all cells
+    cell_output: str = "mean"
+    failure: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.policy}/{self.seed}"
 
 
 @dataclass
@@ -65,15 +75,36 @@ def describe(values: list[float]) -> dict[str, float]:
 
 
 def summarize_policy(runs: list[RunRecord], truth_ranks: dict[int, int] | None) -> dict[str, Any]:
+    """Statistics over the runs that finished; the failed ones are listed apart."""
+    finished = [r for r in runs if r.failure is None]
     summary: dict[str, Any] = {
         "seeds": len(runs),
-        "test_ppl": describe([r.test_ppl for r in runs]),
-        "valid_ppl": describe([r.valid_ppl for r in runs]),
-        "distinct_cells": len({r.cell_id for r in runs}),
+        "failed": {"count": len(runs) - len(finished), "seeds": [r.seed for r in runs if r.failure]},
+    }
+    if not finished:
+        return summary
+    summary |= {
+        "test_ppl": describe([r.test_ppl for r in finished]),
+        "valid_ppl": describe([r.valid_ppl for r in finished]),
+        "distinct_cells": len({r.cell_id for r in finished}),
     }
     if truth_ranks is not None:
-        summary["ground_truth_rank"] = describe([truth_ranks[r.cell_id] for r in runs])
+        summary["ground_truth_rank"] = describe([truth_ranks[r.cell_id] for r in finished])
     return summary
+
+
+def run_summary(run: RunRecord, truth_ranks: dict[int, int] | None) -> dict[str, Any]:
+    if run.failure is not None:
+        return {"status": "failed", "reason": run.failure, "genotype": run.genotype}
+    return {
+        "status": "ok",
+        "genotype": run.genotype,
+        "cell_output": run.cell_output,
+        "search_score": run.search_score,
+        "test_ppl": run.test_ppl,
+        "valid_ppl": run.valid_ppl,
+        **({"ground_truth_rank": truth_ranks[run.cell_id]} if truth_ranks else {}),
+    }
 
 
 def weight_sharing_agreement(run: RunRecord, truth: Scores) -> dict[str, dict[str, float]]:
@@ -92,16 +123,7 @@ def analyze(runs: list[RunRecord], ground_truth: dict[int, Scores]) -> Analysis:
         "policies": {
             p: summarize_policy([r for r in runs if r.policy == p], truth_ranks) for p in policies
         },
-        "runs": {
-            f"{r.policy}/{r.seed}": {
-                "genotype": r.genotype,
-                "search_score": r.search_score,
-                "test_ppl": r.test_ppl,
-                "valid_ppl": r.valid_ppl,
-                **({"ground_truth_rank": truth_ranks[r.cell_id]} if truth_ranks else {}),
-            }
-            for r in runs
-        },
+        "runs": {r.name: run_summary(r, truth_ranks) for r in runs},
     }
     ranking_rows: list[dict[str, Any]] = []
     if truth is not None and truth_ranks is not None:
@@ -112,20 +134,20 @@ def analyze(runs: list[RunRecord], ground_truth: dict[int, Scores]) -> Analysis:
             "noise_ceiling_kendall_tau": mean_pairwise_tau(list(ground_truth.values())),
         }
         summary["weight_sharing"] = {
-            f"{r.policy}/{r.seed}": weight_sharing_agreement(r, truth) for r in runs if r.rankings
+            r.name: weight_sharing_agreement(r, truth) for r in runs if r.rankings
         }
         for r in runs:
             for name, scores in r.rankings.items():
                 ws_ranks = ranks(scores)
                 ranking_rows += [
-                    {"run": f"{r.policy}/{r.seed}", "ranking": name, "cell_id": cell,
+                    {"run": r.name, "ranking": name, "cell_id": cell,
                      "weight_sharing_rank": ws_ranks[cell], "ground_truth_rank": truth_ranks[cell]}
                     for cell in sorted(scores) if cell in truth_ranks
                 ]
     final_ppl = [
         {"policy": r.policy, "seed": r.seed, "genotype": r.genotype, "valid_ppl": r.valid_ppl,
          "test_ppl": r.test_ppl}
-        for r in runs
+        for r in runs if r.failure is None
     ]
     ground_truth_rows = [
         {"cell_id": cell, "mean_valid_ppl": ppl, "rank": truth_ranks[cell],

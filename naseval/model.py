@@ -147,13 +147,16 @@ class MixedCell(RecurrentCell):
     `arch` is one (i + 1, |ops|) weight tensor per node (the softmax of the architecture
     parameters). As in DARTS's RNN search code, W_i is shared by all pairs of node i, and batch
     normalization without affine parameters (optional here) is applied to s0 and to every node.
+    Unlike the original, batch norm always uses the batch's statistics: running statistics of
+    the mixture do not fit the discrete cells that the supernet also scores.
     """
 
     def __init__(self, hidden_size: int, nodes: int, dropoutx: float, dropouth: float,
                  ops: tuple[str, ...], batch_norm: bool = True):
         super().__init__(hidden_size, nodes, dropoutx, dropouth)
         self.activations = [ACTIVATIONS[op] for op in ops]
-        self.norm = nn.BatchNorm1d(hidden_size, affine=False) if batch_norm else nn.Identity()
+        norm = nn.BatchNorm1d(hidden_size, affine=False, track_running_stats=False)
+        self.norm = norm if batch_norm else nn.Identity()
 
     def plan(self, weights: list[torch.Tensor]):
         return strict_nodes(weights, self.nodes)

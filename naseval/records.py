@@ -25,13 +25,28 @@ def seed_dir(root: Path, seed: int) -> Path:
     return root / f"seed_{seed}"
 
 
-def search_result_json(result: SearchResult, space: SearchSpace, policy: str, seed: int,
-                       seconds: float) -> dict[str, Any]:
+def _search_header(space: SearchSpace, policy: str, seed: int, seconds: float) -> dict[str, Any]:
     return {
         "policy": policy,
         "seed": seed,
         "space": {"nodes": space.nodes, "ops": list(space.ops), "size": space.size},
         "seconds": round(seconds, 3),
+    }
+
+
+def failed_search_json(space: SearchSpace, policy: str, seed: int, seconds: float, reason: str) -> dict[str, Any]:
+    """A search that diverged: kept as a record so the analysis counts it instead of losing it."""
+    return {**_search_header(space, policy, seed, seconds), "status": "failed", "reason": reason,
+            "candidates": [], "rankings": {}}
+
+
+def search_result_json(result: SearchResult, space: SearchSpace, policy: str, seed: int,
+                       seconds: float) -> dict[str, Any]:
+    return {
+        **_search_header(space, policy, seed, seconds),
+        "status": "ok",
+        "cell_output": result.cell_output,
+        "details": result.details,
         "candidates": [
             {"cell_id": space.to_id(c.genotype), "genotype": format_genotype(c.genotype), "score": c.score}
             for c in result.candidates
@@ -42,10 +57,13 @@ def search_result_json(result: SearchResult, space: SearchSpace, policy: str, se
 
 
 def top_candidate(search_result: dict[str, Any]) -> dict[str, Any]:
-    """The policy's pick: its first-ranked candidate."""
+    """The policy's pick, its first-ranked candidate, with the output rule it was searched with."""
+    run = {"policy": search_result["policy"], "seed": search_result["seed"]}
+    if search_result["status"] == "failed":
+        return {**run, "status": "failed", "reason": f"search: {search_result['reason']}"}
     best = search_result["candidates"][0]
-    return {"policy": search_result["policy"], "seed": search_result["seed"],
-            "cell_id": best["cell_id"], "genotype": best["genotype"], "search_score": best["score"]}
+    return {**run, "status": "ok", "cell_id": best["cell_id"], "genotype": best["genotype"],
+            "search_score": best["score"], "cell_output": search_result["cell_output"]}
 
 
 def read_run(policies_root: Path, policy: str, seed: int) -> RunRecord:
@@ -54,10 +72,13 @@ def read_run(policies_root: Path, policy: str, seed: int) -> RunRecord:
     top = read_json(folder / TOP)
     trained = read_json(folder / "train" / TRAIN_METRICS)
     return RunRecord(
-        policy=policy, seed=seed, cell_id=top["cell_id"], genotype=top["genotype"],
-        search_score=top["search_score"], valid_ppl=trained["valid_ppl"], test_ppl=trained["test_ppl"],
+        policy=policy, seed=seed, cell_id=top.get("cell_id"), genotype=top.get("genotype"),
+        search_score=top.get("search_score"), valid_ppl=trained.get("valid_ppl"),
+        test_ppl=trained.get("test_ppl"),
         rankings={name: {int(cell): s for cell, s in scores.items()}
                   for name, scores in search["rankings"].items()},
+        cell_output=top.get("cell_output", "mean"),
+        failure=trained.get("reason") if trained["status"] == "failed" else None,
     )
 
 

@@ -67,14 +67,15 @@ def perplexity(loss: float) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: LanguageModel, data: torch.Tensor, genotype: Genotype, bptt: int) -> float:
-    """Mean cross-entropy per token of `genotype` on batchified `data` (rows, batch)."""
+def evaluate(model: LanguageModel, data: torch.Tensor, arch: Any, bptt: int) -> float:
+    """Mean cross-entropy per token of the cell `arch` (a genotype, or what the model's cell takes)
+    on batchified `data` (rows, batch)."""
     model.eval()
     hidden = model.init_hidden(data.size(1))
     total, count = 0.0, 0
     for start in range(0, data.size(0) - 1, bptt):
         x, y = get_batch(data, start, bptt)
-        logits, hidden, _ = model(x, hidden, genotype)
+        logits, hidden, _ = model(x, hidden, arch)
         total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
         count += y.numel()
     return total / count

@@ -18,7 +18,8 @@ def main(
 ) -> None:
     """Write the first-ranked candidate of a search run."""
     top = top_candidate(read_json(search / SEARCH_RESULT))
-    parse_genotype(top["genotype"], load(SearchSpace, read_params(params), "space"))
+    if top["status"] == "ok":
+        parse_genotype(top["genotype"], load(SearchSpace, read_params(params), "space"))
     write_json(out, top)
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 import typer
 
 from naseval.data import load_corpus
+from naseval.errors import TrainingDiverged
 from naseval.params import load, read_params
 from naseval.policies import SearchTask, get_policy
-from naseval.records import SEARCH_RESULT, search_result_json
+from naseval.records import SEARCH_RESULT, failed_search_json, search_result_json
 from naseval.runtime import atomic_directory, setup_logging, write_csv, write_json
 from naseval.space import SearchSpace, format_genotype
 from stages.common import run_stage
@@ -31,7 +32,13 @@ def main(
         log = setup_logging(folder / "search.log")
         log.info("search: policy %s, seed %d, %d cells in the space", policy, seed, space.size)
         started = time.perf_counter()
-        result = policy_cls(config).search(task)
+        try:
+            result = policy_cls(config).search(task)
+        except TrainingDiverged as diverged:  # a failed run is a result: the analysis counts it
+            log.error("search failed: %s", diverged)
+            record = failed_search_json(space, policy, seed, time.perf_counter() - started, str(diverged))
+            write_json(folder / SEARCH_RESULT, record)
+            return
         seconds = time.perf_counter() - started
         write_json(folder / SEARCH_RESULT, search_result_json(result, space, policy, seed, seconds))
         write_csv(folder / "trace.csv", result.trace)

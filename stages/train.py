@@ -6,6 +6,7 @@ import torch
 import typer
 
 from naseval.data import load_corpus
+from naseval.errors import TrainingDiverged
 from naseval.model import ModelConfig
 from naseval.params import load, read_params
 from naseval.records import TRAIN_METRICS
@@ -27,18 +28,29 @@ def main(
     space = load(SearchSpace, values, "space")
     model_config, config = load(ModelConfig, values, "model"), load(TrainConfig, values, "train")
     top = read_json(cell)
-    genotype = parse_genotype(top["genotype"], space)
+    genotype = parse_genotype(top["genotype"], space) if top["status"] == "ok" else None
     with atomic_directory(out) as folder:
         log = setup_logging(folder / "train.log")
-        log.info("train %s (cell %d of %s/%d) from scratch, seed %d", top["genotype"], top["cell_id"],
-                 top["policy"], top["seed"], seed)
-        result = train_cell(genotype, load_corpus(data), space.nodes, model_config, config, seed)
+        if genotype is None:  # nothing to train; the failure travels on to the analysis
+            log.error("no cell to train: %s", top["reason"])
+            write_json(folder / TRAIN_METRICS, {"status": "failed", "reason": top["reason"]})
+            return
+        log.info("train %s (cell %d of %s/%d, %s output) from scratch, seed %d", top["genotype"], top["cell_id"],
+                 top["policy"], top["seed"], top["cell_output"], seed)
+        try:
+            result = train_cell(genotype, load_corpus(data), space.nodes, model_config, config, seed,
+                                cell_output=top["cell_output"])
+        except TrainingDiverged as diverged:
+            log.error("training failed: %s", diverged)
+            write_json(folder / TRAIN_METRICS, {"status": "failed", "reason": f"train: {diverged}"})
+            return
         write_json(folder / TRAIN_METRICS, {
-            "cell_id": top["cell_id"], "genotype": result.genotype,
-            "valid_ppl": result.valid_ppl, "test_ppl": result.test_ppl,
+            "status": "ok", "cell_id": top["cell_id"], "genotype": result.genotype,
+            "cell_output": top["cell_output"], "valid_ppl": result.valid_ppl, "test_ppl": result.test_ppl,
         })
         write_csv(folder / "history.csv", result.history)
-        torch.save({"model": result.best_state, "genotype": result.genotype}, folder / "checkpoint.pt")
+        torch.save({"model": result.best_state, "genotype": result.genotype, "cell_output": top["cell_output"]},
+                   folder / "checkpoint.pt")
         log.info("valid ppl %.2f, test ppl %.2f", result.valid_ppl, result.test_ppl)
 
 

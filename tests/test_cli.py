@@ -3,14 +3,18 @@
 import hashlib
 
 import pytest
+import yaml
 from conftest import ROOT
 from typer.testing import CliRunner
 
-from naseval.analysis import Experiment
+from naseval.analysis import Experiment, analyze
+from naseval.data import save_corpus
 from naseval.ground_truth import GroundTruthConfig
 from naseval.model import ModelConfig
 from naseval.params import build, load, read_params
-from naseval.policies import get_policy
+from naseval.policies import get_policy, policy_names
+from naseval.records import read_run
+from naseval.runtime import read_json
 from naseval.space import SearchSpace
 from naseval.train import TrainConfig
 from stages.cli import app
@@ -28,7 +32,7 @@ def test_unknown_policy_is_one_line_and_non_zero(tmp_path):
     result = runner.invoke(app, ["search", "--policy", "nope", "--seed", "0", "--out", str(tmp_path / "o"),
                                  "--params", str(ROOT / "params.yaml")])
     assert result.exit_code == 1
-    assert result.output.strip() == "error: unknown policy 'nope' (known: random, random_ws)"
+    assert result.output.strip() == f"error: unknown policy 'nope' (known: {', '.join(policy_names())})"
     assert not (tmp_path / "o").exists()
 
 
@@ -55,9 +59,38 @@ def test_corrupted_data_leaves_no_output(tmp_path, monkeypatch):
 def test_profiles_are_valid(profile):
     params = read_params(ROOT / profile)
     experiment = build(Experiment, {k: params[k] for k in ("policy", "baseline", "seeds")}, "")
-    for name in experiment.policies:
+    assert set(experiment.policies) <= set(params["search"])
+    for name in policy_names():  # every policy can be chosen with dvc exp run -S policy=...
         load(get_policy(name).Config, params, f"search.{name}")
     load(SearchSpace, params, "space")
     load(ModelConfig, params, "model")
     load(TrainConfig, params, "train")
     load(GroundTruthConfig, params, "ground_truth")
+
+
+def test_a_diverged_search_is_a_failed_run_that_reaches_the_analysis(tmp_path, tiny_corpus):
+    save_corpus(tiny_corpus, tmp_path / "data")
+    params = read_params(ROOT / "params.yaml")
+    params["search"]["darts"] |= {"order": "first", "model": {"hidden_size": 8},
+                                  "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10,
+                                            "lr": 1e30}}  # absurd: the weights overflow at once
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    run = tmp_path / "runs" / "darts" / "seed_0"
+    common = ["--params", str(tmp_path / "params.yaml")]
+    steps = [
+        ["search", "--policy", "darts", "--seed", "0", "--data", str(tmp_path / "data"), "--out", str(run / "search")],
+        ["extract", "--search", str(run / "search"), "--out", str(run / "top.json")],
+        ["train", "--cell", str(run / "top.json"), "--seed", "0", "--data", str(tmp_path / "data"),
+         "--out", str(run / "train")],
+    ]
+    for step in steps:
+        result = runner.invoke(app, step + common)
+        assert result.exit_code == 0, result.output
+    searched = read_json(run / "search" / "result.json")
+    assert searched["status"] == "failed" and "diverged" in searched["reason"]
+    assert "search failed: " in (run / "search" / "search.log").read_text()
+    record = read_run(tmp_path / "runs", "darts", 0)
+    assert record.failure.startswith("search: ") and record.test_ppl is None
+    summary = analyze([record], {}).summary
+    assert summary["policies"]["darts"]["failed"] == {"count": 1, "seeds": [0]}
+    assert summary["runs"]["darts/0"]["status"] == "failed"

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from naseval.model import LanguageModel, ModelConfig, RecurrentCell
-from naseval.space import SearchSpace
+from naseval.space import SearchSpace, loose_ends
 
 NO_DROPOUT = ModelConfig(hidden_size=3, dropout=0, dropouth=0, dropoutx=0, dropouti=0, dropoute=0)
 
@@ -29,9 +29,38 @@ def test_cell_matches_a_hand_computation():
     s2 = s1 + sigmoid(c2) * (h2 - s1)
     expected = (s1 + s2) / 2
 
-    out = cell(torch.tensor(x).float().view(1, 1, H), torch.tensor(h_prev).float().view(1, H),
-               (("relu", 0), ("identity", 1)))
+    genotype = (("relu", 0), ("identity", 1))
+    inputs, hidden = torch.tensor(x).float().view(1, 1, H), torch.tensor(h_prev).float().view(1, H)
+    out = cell(inputs, hidden, genotype)
     np.testing.assert_allclose(out.view(H).detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+    # ENAS's rule: node 1 reads node 0, so only node 1 is a loose end.
+    cell.output = "loose_ends"
+    np.testing.assert_allclose(cell(inputs, hidden, genotype).view(H).detach().numpy(), s2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("genotype, ends", [
+    ((("tanh", 0), ("relu", 1)), [1]),
+    ((("tanh", 0), ("relu", 0)), [0, 1]),
+    ((("tanh", 0), ("relu", 1), ("identity", 1)), [1, 2]),
+    ((("tanh", 0), ("relu", 1), ("identity", 2)), [2]),
+])
+def test_loose_ends_are_the_nodes_nobody_reads(genotype, ends):
+    assert loose_ends(genotype) == ends
+
+
+def test_per_edge_weights_give_each_predecessor_its_own_matrix():
+    """An ENAS supernet runs a cell as a per-node model holding the chosen edges' matrices."""
+    torch.manual_seed(0)
+    per_edge = RecurrentCell(4, nodes=2, dropoutx=0, dropouth=0, weights="per_edge").eval()
+    assert len(per_edge.Ws) == 3 and per_edge.node_weight(1, 0) is not per_edge.node_weight(1, 1)
+    x, h = torch.randn(3, 2, 4), torch.randn(2, 4)
+    for genotype in [(("tanh", 0), ("relu", 0)), (("tanh", 0), ("relu", 1))]:
+        per_node = RecurrentCell(4, nodes=2, dropoutx=0, dropouth=0).eval()
+        with torch.no_grad():
+            per_node.W0.copy_(per_edge.W0)
+            for node, (_, pred) in enumerate(genotype):
+                per_node.Ws[node].copy_(per_edge.node_weight(node, pred))
+        torch.testing.assert_close(per_edge(x, h, genotype), per_node(x, h, genotype))
 
 
 def test_cell_carries_state_over_time():

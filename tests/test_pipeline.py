@@ -19,8 +19,10 @@ TINY = {
     "space": {"nodes": 1},
     "model": {"hidden_size": 8},
     "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10},
-    "search": {"random_ws": {"model": {"hidden_size": 8},
-                             "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10}}},
+    "search": {
+        policy: {"model": {"hidden_size": 8}, "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10}}
+        for policy in ("random_ws", "enas", "darts")
+    },
     "ground_truth": {"seeds": [0, 1], "workers": 1},
 }
 
@@ -86,3 +88,25 @@ def test_repro_then_experiment_with_another_policy(repo):
     assert "policies.random_ws.test_ppl.mean" in diff
     run(repo, "dvc", "plots", "show", "-o", "plots_html")
     assert (repo / "plots_html" / "index.html").stat().st_size > 0
+
+
+EXPERIMENTS = {  # policy -> (its rankings of all cells, the output rule its cell is trained with)
+    "enas": ({"shared_weights_valid_ppl", "controller_neg_log_prob"}, "loose_ends"),
+    "darts": ({"shared_weights_valid_ppl", "alpha_neg_log_prob"}, "mean"),
+}
+
+
+def test_experiments_with_the_search_policies(repo):
+    for policy, (rankings, cell_output) in EXPERIMENTS.items():
+        experiment = run(repo, "dvc", "exp", "run", "-S", f"policy={policy}").stdout
+        assert f"Running stage 'search@{policy}-1'" in experiment
+        result = summary(repo)
+        assert set(result["policies"]) == {policy, "random"}
+        assert result["policies"][policy]["failed"]["count"] == 0
+        assert set(result["weight_sharing"][f"{policy}/0"]) == rankings
+        run_folder = repo / "runs" / "policies" / policy / "seed_0"
+        assert json.loads((run_folder / "top.json").read_text())["cell_output"] == cell_output
+        assert json.loads((run_folder / "train" / "metrics.json").read_text())["cell_output"] == cell_output
+        trace = (run_folder / "search" / "trace.csv").read_text().splitlines()
+        assert trace[0].startswith("epoch,") and "genotype" in trace[0] and len(trace) == 2  # header, 1 epoch
+        assert f"policies.{policy}.test_ppl.mean" in run(repo, "dvc", "metrics", "diff", "--json").stdout

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from naseval.model import ModelConfig
 from naseval.params import require
-from naseval.policies.base import Candidate, SearchPolicy, SearchResult, SearchTask, register
+from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, register
 from naseval.runtime import seed_everything
 from naseval.space import Genotype, SearchSpace
-from naseval.train import TrainConfig, build_model_and_data, evaluate, fit, perplexity
+from naseval.train import TrainConfig, build_model_and_data, evaluate, fit
+from naseval.weight_sharing import ranked_candidates, score_cells
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,11 @@ class RandomWSPolicy(SearchPolicy):
         def validate() -> float:
             return float(np.mean([evaluate(model, valid_data, g, config.train.bptt) for g in probes]))
 
-        fitted = fit(model, train_data, config.train, rng, lambda: space.sample(rng), validate, "supernet")
+        fitted = fit(model, train_data, config.train, rng, lambda step: space.sample(rng), validate, "supernet")
         model.load_state_dict(fitted.best_state)
 
         score_all = space.size <= config.score_all_up_to
         cells = list(space.enumerate()) if score_all else distinct_samples(space, config.num_candidates, rng)
-        scores = {
-            space.to_id(g): perplexity(evaluate(model, valid_data, g, config.train.bptt))
-            for g in tqdm(cells, desc="score cells", unit="cell", leave=False)
-        }
-        candidates = sorted((Candidate(g, scores[space.to_id(g)]) for g in cells), key=lambda c: c.score)
+        scores = score_cells(model, valid_data, cells, space, config.train.bptt)
         rankings = {"shared_weights_valid_ppl": scores} if score_all else {}
-        return SearchResult(candidates, fitted.history, rankings)
+        return SearchResult(ranked_candidates(cells, scores, space), fitted.history, rankings)

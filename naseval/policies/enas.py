@@ -1,0 +1,231 @@
+"""`enas`: reinforcement learning over shared weights (Pham et al. 2018, ENAS, PTB recurrent cell).
+
+An LSTM controller emits the cell node by node: for each node its predecessor (attention over
+the controller states of the earlier nodes) and its op. Shared weights and controller train in
+turns: one epoch of the supernet on cells sampled from the controller, then REINFORCE steps
+with reward c / (validation perplexity of the sampled cell under the shared weights), an
+entropy bonus and a moving-average baseline. As in the original, node i owns one matrix per
+predecessor and the cell outputs the mean of its loose ends; the found cell is trained from
+scratch with the same output rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from naseval.model import CELL_OUTPUTS, ModelConfig
+from naseval.params import require
+from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, register
+from naseval.runtime import seed_everything
+from naseval.space import Genotype, SearchSpace, format_genotype
+from naseval.train import TrainConfig, build_model_and_data, evaluate, fit, perplexity
+from naseval.weight_sharing import Chunks, ranked_candidates, score_cells
+
+CONTROLLER_INIT_RANGE = 0.1  # ENAS initializes every controller weight uniformly in +-0.1
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    hidden_size: int = 100
+    temperature: float = 5.0  # logits / temperature ...
+    tanh_constant: float = 2.5  # ... then tanh_constant * tanh(logits)
+    lr: float = 3.5e-4  # Adam
+    steps_per_epoch: int = 20  # REINFORCE steps after each epoch of the shared weights
+    reward_c: float = 80.0  # reward = reward_c / validation perplexity
+    entropy_weight: float = 1e-4  # added to the reward, times the entropy of the sampled decisions
+    baseline_decay: float = 0.95
+
+    def __post_init__(self) -> None:
+        for key in ("hidden_size", "steps_per_epoch"):
+            require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
+        for key in ("temperature", "tanh_constant", "lr", "reward_c"):
+            require(getattr(self, key) > 0, key, getattr(self, key), "a number > 0")
+        require(self.entropy_weight >= 0, "entropy_weight", self.entropy_weight, "a number >= 0")
+        require(0 <= self.baseline_decay < 1, "baseline_decay", self.baseline_decay, "a number in [0, 1)")
+
+
+@dataclass(frozen=True)
+class EnasConfig:
+    """params.yaml `search.enas`."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)  # the shared weights
+    train: TrainConfig = field(default_factory=TrainConfig)  # their recipe
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    cell_output: str = "loose_ends"  # ENAS's rule; "mean" is DARTS's
+    derive_samples: int = 100  # cells sampled from the final controller and scored
+    score_all_up_to: int = 64  # spaces this small are also ranked whole
+
+    def __post_init__(self) -> None:
+        require(self.cell_output in CELL_OUTPUTS, "cell_output", self.cell_output, f"one of {CELL_OUTPUTS}")
+        for key in ("derive_samples", "score_all_up_to"):
+            require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
+
+
+@dataclass
+class Decisions:
+    genotype: Genotype
+    log_prob: torch.Tensor  # of the whole cell: the sum over its decisions
+    entropy: torch.Tensor  # sum of the entropies of each decision's distribution
+
+
+class Controller(nn.Module):
+    """ENAS's RNN controller for the DARTS space: per node, a predecessor then an op."""
+
+    def __init__(self, space: SearchSpace, config: ControllerConfig):
+        super().__init__()
+        self.space, self.config = space, config
+        H = config.hidden_size
+        self.lstm = nn.LSTMCell(H, H)
+        self.start = nn.Parameter(torch.empty(1, H))
+        self.op_embedding = nn.Parameter(torch.empty(len(space.ops), H))
+        self.op_logits = nn.Linear(H, len(space.ops), bias=False)
+        self.attention_key = nn.Linear(H, H, bias=False)
+        self.attention_query = nn.Linear(H, H, bias=False)
+        self.attention_score = nn.Linear(H, 1, bias=False)
+        for p in self.parameters():
+            nn.init.uniform_(p, -CONTROLLER_INIT_RANGE, CONTROLLER_INIT_RANGE)
+
+    def _decide(self, logits: torch.Tensor, choose: Callable[[torch.Tensor], int]):
+        logits = self.config.tanh_constant * torch.tanh(logits / self.config.temperature)
+        log_probs = F.log_softmax(logits, dim=-1)
+        choice = choose(log_probs)
+        return choice, log_probs[choice], -(log_probs.exp() * log_probs).sum()
+
+    def forward(self, choose: Callable[[int, str, torch.Tensor], int]) -> Decisions:
+        """Walk the decisions; `choose(node, "pred" | "op", log_probs)` picks each one."""
+        h, c = self.lstm(self.start)
+        anchors, keys = [h], [self.attention_key(h)]  # one per state a node can read: s0, then nodes
+        genotype, log_prob, entropy = [], h.new_zeros(()), h.new_zeros(())
+        for node in range(self.space.nodes):
+            pred = 0
+            if node > 0:  # node 0 can only read s0
+                query = torch.tanh(torch.cat(keys) + self.attention_query(h))
+                pred, lp, ent = self._decide(self.attention_score(query).view(-1),
+                                             lambda lp: choose(node, "pred", lp))
+                log_prob, entropy = log_prob + lp, entropy + ent
+                h, c = self.lstm(anchors[pred], (h, c))
+            op, lp, ent = self._decide(self.op_logits(h).view(-1), lambda lp: choose(node, "op", lp))
+            log_prob, entropy = log_prob + lp, entropy + ent
+            h, c = self.lstm(self.op_embedding[op : op + 1], (h, c))
+            anchors.append(h)
+            keys.append(self.attention_key(h))
+            genotype.append((self.space.ops[op], pred))
+        return Decisions(tuple(genotype), log_prob, entropy)
+
+    def sample(self, rng: np.random.Generator) -> Decisions:
+        def draw(node, kind, log_probs):
+            p = log_probs.detach().exp().double().cpu().numpy()
+            return int(min(np.searchsorted(np.cumsum(p), rng.random() * p.sum(), side="right"), len(p) - 1))
+
+        return self(draw)
+
+    def score(self, genotype: Genotype) -> Decisions:
+        """The log-probability of a given cell."""
+        return self(lambda node, kind, log_probs: self.space.ops.index(genotype[node][0]) if kind == "op"
+                    else genotype[node][1])
+
+    def mode(self) -> Decisions:
+        """The greedy cell: the most probable decision at every step."""
+        return self(lambda node, kind, log_probs: int(log_probs.argmax()))
+
+
+class Reinforce:
+    """REINFORCE with an entropy bonus and an exponential moving-average baseline (ENAS)."""
+
+    def __init__(self, controller: Controller, config: ControllerConfig):
+        self.controller, self.config = controller, config
+        self.optimizer = torch.optim.Adam(controller.parameters(), lr=config.lr)
+        self.baseline: float | None = None
+
+    def step(self, rng: np.random.Generator, reward_of: Callable[[Genotype], float]) -> dict[str, float]:
+        decisions = self.controller.sample(rng)
+        reward = reward_of(decisions.genotype) + self.config.entropy_weight * decisions.entropy.item()
+        decay = self.config.baseline_decay
+        self.baseline = reward if self.baseline is None else decay * self.baseline + (1 - decay) * reward
+        loss = -decisions.log_prob * (reward - self.baseline)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"reward": reward, "entropy": decisions.entropy.item()}
+
+
+def cell_probability(controller: Controller, genotype: Genotype) -> float:
+    with torch.no_grad():
+        return math.exp(controller.score(genotype).log_prob.item())
+
+
+@register
+class EnasPolicy(SearchPolicy):
+    name = "enas"
+    Config = EnasConfig
+
+    def search(self, task: SearchTask) -> SearchResult:
+        config, space, bptt = self.config, task.space, self.config.train.bptt
+        rng = seed_everything(task.seed)
+        model, (train_data, valid_data, _) = build_model_and_data(
+            task.corpus, space.nodes, config.model, config.train, output=config.cell_output, weights="per_edge")
+        controller = Controller(space, config.controller).to(valid_data.device)
+        reinforce = Reinforce(controller, config.controller)
+        reward_batches = Chunks(valid_data, bptt)
+
+        def reward_of(genotype: Genotype) -> float:
+            model.eval()
+            x, y = reward_batches.next()
+            with torch.no_grad():
+                logits, _, _ = model(x, model.init_hidden(x.size(1)), genotype)
+                loss = F.cross_entropy(logits.flatten(0, 1), y.flatten()).item()
+            return config.controller.reward_c / perplexity(loss)
+
+        def sample_cell(step) -> Genotype:
+            with torch.no_grad():
+                return controller.sample(rng).genotype
+
+        def mode() -> Genotype:
+            with torch.no_grad():
+                return controller.mode().genotype
+
+        def train_controller(epoch: int) -> dict:
+            stats = [reinforce.step(rng, reward_of) for _ in range(config.controller.steps_per_epoch)]
+            best = mode()
+            return {
+                "cell_id": space.to_id(best), "genotype": format_genotype(best),
+                "score": perplexity(evaluate(model, valid_data, best, bptt)),
+                "mode_probability": cell_probability(controller, best),
+                "mean_reward": float(np.mean([s["reward"] for s in stats])),
+                "controller_entropy": float(np.mean([s["entropy"] for s in stats])),
+            }
+
+        fitted = fit(model, train_data, config.train, rng, sample_cell,
+                     lambda: evaluate(model, valid_data, mode(), bptt), "enas", after_epoch=train_controller)
+
+        with torch.no_grad():
+            sampled = [controller.sample(rng).genotype for _ in range(config.derive_samples)]
+        counts = Counter(sampled)
+        derived = list(counts)  # distinct, in order of first draw
+        enumerable = space.size <= config.score_all_up_to
+        scored = list(space.enumerate()) if enumerable else derived
+        scores = score_cells(model, valid_data, scored, space, bptt)
+        rankings = {}
+        if enumerable:
+            rankings["shared_weights_valid_ppl"] = scores
+            with torch.no_grad():
+                rankings["controller_neg_log_prob"] = {
+                    space.to_id(g): -controller.score(g).log_prob.item() for g in scored}
+        best = mode()
+        details = {
+            "controller_mode": format_genotype(best),
+            "controller_mode_probability": cell_probability(controller, best),
+            "derive_samples": config.derive_samples,
+            "distinct_sampled": len(counts),
+            "most_sampled": [{"genotype": format_genotype(g), "count": n} for g, n in counts.most_common(5)],
+        }
+        return SearchResult(ranked_candidates(derived, scores, space), fitted.history, rankings,
+                            cell_output=config.cell_output, details=details)

@@ -1,0 +1,51 @@
+"""What every weight-sharing policy does with its supernet: score cells, feed it validation data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from naseval.data import get_batch
+from naseval.model import LanguageModel
+from naseval.policies.base import Candidate
+from naseval.space import Genotype, SearchSpace
+from naseval.train import evaluate, perplexity
+
+
+def score_cells(
+    model: LanguageModel,
+    valid_data: torch.Tensor,
+    cells: Iterable[Genotype],
+    space: SearchSpace,
+    bptt: int,
+    arch_of: Callable[[Genotype], Any] = lambda genotype: genotype,
+) -> dict[int, float]:
+    """Cell id -> validation perplexity under the shared weights; `arch_of` maps a genotype to
+    what the supernet's cell takes (DARTS: one-hot mixing weights)."""
+    return {
+        space.to_id(g): perplexity(evaluate(model, valid_data, arch_of(g), bptt))
+        for g in tqdm(list(cells), desc="score cells", unit="cell", leave=False)
+    }
+
+
+def ranked_candidates(cells: Iterable[Genotype], scores: dict[int, float], space: SearchSpace) -> list[Candidate]:
+    """Best (lowest score) first; ties keep the cells' order."""
+    return sorted((Candidate(g, scores[space.to_id(g)]) for g in cells), key=lambda c: c.score)
+
+
+class Chunks:
+    """Consecutive (inputs, targets) slices of batchified data that wrap around at the end: the
+    validation minibatches of ENAS's rewards and of DARTS's architecture steps."""
+
+    def __init__(self, data: torch.Tensor, length: int):
+        self.data, self.length, self.start = data, length, 0
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.start >= self.data.size(0) - 1:
+            self.start = 0
+        x, y = get_batch(self.data, self.start, self.length)
+        self.start += x.size(0)
+        return x, y

@@ -1,0 +1,109 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from naseval.model import ModelConfig
+from naseval.policies.base import SearchTask
+from naseval.policies.enas import Controller, ControllerConfig, EnasConfig, EnasPolicy, Reinforce
+from naseval.space import SearchSpace, format_genotype
+from naseval.train import TrainConfig
+
+SPACE = SearchSpace(2)
+
+
+def probabilities(controller: Controller) -> dict:
+    with torch.no_grad():
+        return {g: math.exp(controller.score(g).log_prob.item()) for g in SPACE.enumerate()}
+
+
+def test_controller_defines_a_distribution_over_the_space():
+    torch.manual_seed(0)
+    controller = Controller(SPACE, ControllerConfig(hidden_size=16, temperature=1.0))
+    p = probabilities(controller)
+    assert sum(p.values()) == pytest.approx(1.0, abs=1e-5)
+    assert max(p.values()) / min(p.values()) > 1.05  # not uniform: the decisions depend on the weights
+
+
+def test_log_probability_of_the_first_op_matches_a_direct_computation():
+    torch.manual_seed(0)
+    config = ControllerConfig(hidden_size=16)
+    controller = Controller(SPACE, config)
+    with torch.no_grad():
+        h, _ = controller.lstm(controller.start)
+        logits = config.tanh_constant * torch.tanh(h @ controller.op_logits.weight.T / config.temperature)
+        direct = torch.softmax(logits.view(-1), 0)
+    p = probabilities(controller)
+    for k, op in enumerate(SPACE.ops):  # marginal of node 0's op over the rest of the cell
+        assert sum(v for g, v in p.items() if g[0][0] == op) == pytest.approx(direct[k].item(), abs=1e-6)
+
+
+def test_sampled_log_probability_and_entropy_are_consistent():
+    torch.manual_seed(1)
+    controller = Controller(SPACE, ControllerConfig(hidden_size=16, temperature=1.0))
+    p = probabilities(controller)
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        samples = [controller.sample(rng) for _ in range(4000)]
+        for decisions in samples[:20]:
+            SPACE.validate(decisions.genotype)
+            assert decisions.log_prob.item() == pytest.approx(math.log(p[decisions.genotype]), abs=1e-5)
+        # Chain rule: the expected sum of the decisions' entropies is the entropy of the cell.
+        expected_entropy = sum(v * controller.score(g).entropy.item() for g, v in p.items())
+    assert expected_entropy == pytest.approx(-sum(v * math.log(v) for v in p.values()), rel=1e-4)
+    counts = {g: 0 for g in p}
+    for decisions in samples:
+        counts[decisions.genotype] += 1
+    frequencies = np.array([counts[g] / len(samples) for g in p])
+    assert np.abs(frequencies - np.array(list(p.values()))).max() < 0.02
+
+
+def test_mode_is_the_greedy_cell():
+    torch.manual_seed(2)
+    controller = Controller(SPACE, ControllerConfig(hidden_size=16, temperature=1.0))
+    with torch.no_grad():
+        mode = controller.mode().genotype
+    p = probabilities(controller)
+    first_op = max(SPACE.ops, key=lambda op: sum(v for g, v in p.items() if g[0][0] == op))
+    assert mode[0][0] == first_op
+
+
+def test_reinforce_moves_probability_toward_the_rewarded_cell():
+    torch.manual_seed(0)
+    config = ControllerConfig(hidden_size=16, lr=0.01, entropy_weight=0.0)
+    controller = Controller(SPACE, config)
+    target = (("relu", 0), ("sigmoid", 1))
+    before = probabilities(controller)[target]
+    reinforce = Reinforce(controller, config)
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        reinforce.step(rng, lambda g: 1.0 if g == target else 0.0)
+    after = probabilities(controller)[target]
+    assert before < 0.05 and after > 0.5
+
+
+def test_enas_search_records_its_controller_and_output_rule(tiny_corpus):
+    train = TrainConfig(epochs=2, batch_size=8, eval_batch_size=8, bptt=10, lr=10.0)
+    config = EnasConfig(ModelConfig(hidden_size=8), train,
+                        ControllerConfig(hidden_size=16, steps_per_epoch=5), derive_samples=20)
+    result = EnasPolicy(config).search(SearchTask(SPACE, tiny_corpus, 0))
+    assert result.cell_output == "loose_ends"
+    assert set(result.rankings) == {"shared_weights_valid_ppl", "controller_neg_log_prob"}
+    p = {g: math.exp(-s) for g, s in result.rankings["controller_neg_log_prob"].items()}
+    assert sum(p.values()) == pytest.approx(1.0, abs=1e-5)
+    assert result.details["controller_mode"] == result.trace[-1]["genotype"]
+    assert 1 <= result.details["distinct_sampled"] == len(result.candidates) <= 20
+    assert sum(row["count"] for row in result.details["most_sampled"]) <= 20
+    assert [row["epoch"] for row in result.trace] == [1, 2]
+    assert format_genotype(result.candidates[0].genotype) in {
+        format_genotype(g) for g in SPACE.enumerate()}
+
+
+def test_bad_controller_settings_are_rejected():
+    from naseval.errors import NasevalError
+
+    with pytest.raises(NasevalError, match="baseline_decay"):
+        ControllerConfig(baseline_decay=1.0)
+    with pytest.raises(NasevalError, match="cell_output"):
+        EnasConfig(cell_output="sum")
