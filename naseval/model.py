@@ -55,16 +55,21 @@ def variational_mask(like: torch.Tensor, shape: tuple[int, ...], p: float) -> to
 
 
 CELL_OUTPUTS = ("mean", "loose_ends")
-WEIGHT_SHARING = ("per_node", "per_edge")
+WEIGHT_SHARING = ("per_node", "per_edge", "per_choice")
+
+
+def matrices_per_node(weights: str, node: int) -> int:
+    """1 per node, one per predecessor, or one per (predecessor, known op)."""
+    return {"per_node": 1, "per_edge": node + 1, "per_choice": (node + 1) * len(ACTIVATIONS)}[weights]
 
 
 class RecurrentCell(nn.Module):
     """The cell of a fixed genotype, or the supernet of every genotype (pass one per forward).
 
-    `weights`: "per_node" gives node i one matrix whatever its predecessor (DARTS, Yu et al.'s
-    random search); "per_edge" gives it one matrix per predecessor (ENAS). `output`: the cell's
-    output is the mean of all intermediate nodes (DARTS) or of the loose ends, the nodes that no
-    other node reads (ENAS).
+    `weights`: "per_node" gives node i one matrix whatever its predecessor and op (DARTS, Yu et
+    al.'s random search); "per_edge" one per predecessor (ENAS); "per_choice" one per
+    (predecessor, op) pair (NAO). `output`: the cell's output is the mean of all intermediate
+    nodes (DARTS) or of the loose ends, the nodes that no other node reads (ENAS).
     """
 
     def __init__(self, hidden_size: int, nodes: int, dropoutx: float, dropouth: float,
@@ -75,17 +80,20 @@ class RecurrentCell(nn.Module):
         self.hidden_size, self.nodes = hidden_size, nodes
         self.dropoutx, self.dropouth = dropoutx, dropouth
         self.output, self.weights = output, weights
-        # Node i's matrix for predecessor p is Ws[offset[i] + p] per edge, Ws[i] per node.
-        self.offsets = [i * (i + 1) // 2 for i in range(nodes)] if weights == "per_edge" else None
-        count = nodes * (nodes + 1) // 2 if weights == "per_edge" else nodes
+        counts = [matrices_per_node(weights, i) for i in range(nodes)]
+        self.offsets = [sum(counts[:i]) for i in range(nodes)]  # node i's first matrix in Ws
         r = CELL_INIT_RANGE
         self.W0 = nn.Parameter(torch.empty(2 * hidden_size, 2 * hidden_size).uniform_(-r, r))
         self.Ws = nn.ParameterList(
-            nn.Parameter(torch.empty(hidden_size, 2 * hidden_size).uniform_(-r, r)) for _ in range(count)
+            nn.Parameter(torch.empty(hidden_size, 2 * hidden_size).uniform_(-r, r)) for _ in range(sum(counts))
         )
 
-    def node_weight(self, node: int, pred: int) -> torch.Tensor:
-        return self.Ws[node] if self.offsets is None else self.Ws[self.offsets[node] + pred]
+    def node_weight(self, node: int, pred: int, op: str) -> torch.Tensor:
+        if self.weights == "per_node":
+            return self.Ws[node]
+        if self.weights == "per_edge":
+            return self.Ws[self.offsets[node] + pred]
+        return self.Ws[self.offsets[node] + pred * len(ACTIVATIONS) + list(ACTIVATIONS).index(op)]
 
     def forward(self, inputs: torch.Tensor, hidden: torch.Tensor, arch) -> torch.Tensor:
         """inputs (T, B, H), hidden (B, H) -> the cell's output at every step (T, B, H).
@@ -117,7 +125,7 @@ class RecurrentCell(nn.Module):
 
     def plan(self, genotype: Genotype):
         """Per node: (activation, predecessor, matrix); then which nodes the output averages."""
-        nodes = [(ACTIVATIONS[op], pred, self.node_weight(i, pred))
+        nodes = [(ACTIVATIONS[op], pred, self.node_weight(i, pred, op))
                  for i, (op, pred) in enumerate(strict_nodes(genotype, self.nodes))]
         outputs = loose_ends(genotype) if self.output == "loose_ends" else list(range(self.nodes))
         return nodes, [i + 1 for i in outputs]  # + 1: states[0] is s0

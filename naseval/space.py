@@ -96,6 +96,15 @@ class SearchSpace:
             for node in range(self.nodes)
         )
 
+    def sample_distinct(self, count: int, rng: np.random.Generator) -> list[Genotype]:
+        """`count` different cells (all of them if the space is smaller), in order of first draw."""
+        count = min(count, self.size)
+        seen: dict[int, Genotype] = {}
+        while len(seen) < count:
+            genotype = self.sample(rng)
+            seen.setdefault(self.to_id(genotype), genotype)
+        return list(seen.values())
+
 
 def loose_ends(genotype: Genotype) -> list[int]:
     """The intermediate nodes (0-based) that no other node reads; the last node always is one."""

@@ -48,19 +48,22 @@ def test_loose_ends_are_the_nodes_nobody_reads(genotype, ends):
     assert loose_ends(genotype) == ends
 
 
-def test_per_edge_weights_give_each_predecessor_its_own_matrix():
-    """An ENAS supernet runs a cell as a per-node model holding the chosen edges' matrices."""
+@pytest.mark.parametrize("weights, matrices", [("per_edge", 3), ("per_choice", 12)])
+def test_shared_weights_per_edge_or_choice_run_a_cell_as_its_own_matrices(weights, matrices):
+    """An ENAS or NAO supernet runs a cell as a per-node model holding the chosen matrices."""
     torch.manual_seed(0)
-    per_edge = RecurrentCell(4, nodes=2, dropoutx=0, dropouth=0, weights="per_edge").eval()
-    assert len(per_edge.Ws) == 3 and per_edge.node_weight(1, 0) is not per_edge.node_weight(1, 1)
+    shared = RecurrentCell(4, nodes=2, dropoutx=0, dropouth=0, weights=weights).eval()
+    assert len(shared.Ws) == matrices
+    assert shared.node_weight(1, 0, "relu") is not shared.node_weight(1, 1, "relu")
+    assert (shared.node_weight(1, 0, "relu") is shared.node_weight(1, 0, "tanh")) == (weights == "per_edge")
     x, h = torch.randn(3, 2, 4), torch.randn(2, 4)
-    for genotype in [(("tanh", 0), ("relu", 0)), (("tanh", 0), ("relu", 1))]:
+    for genotype in [(("tanh", 0), ("relu", 0)), (("tanh", 0), ("relu", 1)), (("sigmoid", 0), ("relu", 1))]:
         per_node = RecurrentCell(4, nodes=2, dropoutx=0, dropouth=0).eval()
         with torch.no_grad():
-            per_node.W0.copy_(per_edge.W0)
-            for node, (_, pred) in enumerate(genotype):
-                per_node.Ws[node].copy_(per_edge.node_weight(node, pred))
-        torch.testing.assert_close(per_edge(x, h, genotype), per_node(x, h, genotype))
+            per_node.W0.copy_(shared.W0)
+            for node, (op, pred) in enumerate(genotype):
+                per_node.Ws[node].copy_(shared.node_weight(node, pred, op))
+        torch.testing.assert_close(shared(x, h, genotype), per_node(x, h, genotype))
 
 
 def test_cell_carries_state_over_time():

@@ -14,7 +14,6 @@ from naseval.model import ModelConfig
 from naseval.params import require
 from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, register
 from naseval.runtime import seed_everything
-from naseval.space import Genotype, SearchSpace
 from naseval.train import TrainConfig, build_model_and_data, evaluate, fit
 from naseval.weight_sharing import ranked_candidates, score_cells
 
@@ -34,15 +33,6 @@ class RandomWSConfig:
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
 
 
-def distinct_samples(space: SearchSpace, count: int, rng: np.random.Generator) -> list[Genotype]:
-    count = min(count, space.size)
-    seen: dict[int, Genotype] = {}
-    while len(seen) < count:
-        genotype = space.sample(rng)
-        seen.setdefault(space.to_id(genotype), genotype)
-    return list(seen.values())
-
-
 @register
 class RandomWSPolicy(SearchPolicy):
     name = "random_ws"
@@ -53,7 +43,7 @@ class RandomWSPolicy(SearchPolicy):
         rng = seed_everything(task.seed)
         model, (train_data, valid_data, _) = build_model_and_data(task.corpus, space.nodes, config.model,
                                                                   config.train)
-        probes = distinct_samples(space, config.validation_cells, rng)
+        probes = space.sample_distinct(config.validation_cells, rng)
 
         def validate() -> float:
             return float(np.mean([evaluate(model, valid_data, g, config.train.bptt) for g in probes]))
@@ -62,7 +52,7 @@ class RandomWSPolicy(SearchPolicy):
         model.load_state_dict(fitted.best_state)
 
         score_all = space.size <= config.score_all_up_to
-        cells = list(space.enumerate()) if score_all else distinct_samples(space, config.num_candidates, rng)
+        cells = list(space.enumerate()) if score_all else space.sample_distinct(config.num_candidates, rng)
         scores = score_cells(model, valid_data, cells, space, config.train.bptt)
         rankings = {"shared_weights_valid_ppl": scores} if score_all else {}
         return SearchResult(ranked_candidates(cells, scores, space), fitted.history, rankings)
