@@ -1,0 +1,285 @@
+"""`nao`: neural architecture optimization (Luo et al. 2018, NAO), for the PTB recurrent cell.
+
+An encoder maps a cell, written as a token sequence, to a continuous embedding; a predictor
+estimates its performance from the embedding; a decoder maps embeddings back to cells. Search
+runs in rounds over a pool of cells: train NAO's weight-sharing child model (one matrix per
+node, predecessor and op) on cells of the pool, score the pool by validation perplexity under
+the shared weights, train the encoder-predictor-decoder on (cell, score), then move the best
+cells' embeddings along the predictor's gradient, with a step that grows until enough new
+cells decode, and add them to the pool.
+
+The original starts from 1,000 random cells; a small space cannot hold that many, so the pool
+sizes are clamped to the space (and recorded in the result's details), and the loop stops early
+when no new cell can be found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from naseval.model import ModelConfig
+from naseval.params import require
+from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, register
+from naseval.runtime import seed_everything
+from naseval.space import Genotype, SearchSpace, format_genotype
+from naseval.train import TrainConfig, build_model_and_data, evaluate, fit
+from naseval.weight_sharing import ranked_candidates, score_cells
+
+START = 0  # the decoder's first input token
+VALIDATION_CELLS = 4  # pool cells whose mean validation loss tracks the child model
+
+
+@dataclass(frozen=True)
+class EpdConfig:
+    """The encoder-predictor-decoder and its training (NAO's controller)."""
+
+    embedding_size: int = 48
+    hidden_size: int = 96
+    mlp_layers: int = 4
+    mlp_hidden_size: int = 200
+    trade_off: float = 0.8  # loss = trade_off * prediction MSE + (1 - trade_off) * reconstruction NLL
+    lr: float = 1e-3  # Adam
+    weight_decay: float = 1e-4
+    epochs: int = 300  # over the pool, per round
+    batch_size: int = 100
+
+    def __post_init__(self) -> None:
+        for key in ("embedding_size", "hidden_size", "mlp_layers", "mlp_hidden_size", "epochs", "batch_size"):
+            require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
+        require(0 <= self.trade_off <= 1, "trade_off", self.trade_off, "a number in [0, 1]")
+        require(self.lr > 0, "lr", self.lr, "a number > 0")
+        require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
+
+
+@dataclass(frozen=True)
+class NaoConfig:
+    """params.yaml `search.nao`."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)  # the child model
+    train: TrainConfig = field(default_factory=TrainConfig)  # its recipe; `epochs` is per round
+    epd: EpdConfig = field(default_factory=EpdConfig)
+    rounds: int = 3  # child training phases; new cells are proposed between them
+    seed_cells: int = 1000  # the first pool, drawn at random
+    top_cells: int = 100  # the pool's best, whose embeddings are moved
+    new_cells: int = 300  # proposed per round
+    max_step_size: int = 100  # the step grows 1, 2, ... up to this until enough new cells decode
+    score_all_up_to: int = 64  # spaces this small are also ranked whole
+
+    def __post_init__(self) -> None:
+        for key in ("rounds", "seed_cells", "top_cells", "new_cells", "max_step_size", "score_all_up_to"):
+            require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
+
+
+class Tokens:
+    """A cell as 2 tokens per node: its predecessor, then its op. Token 0 starts decoding."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+        self.pred_offset, self.op_offset = 1, 1 + space.nodes
+        self.vocab_size = 1 + space.nodes + len(space.ops)
+        self.length = 2 * space.nodes
+        self.allowed = torch.zeros(self.length, self.vocab_size, dtype=torch.bool)  # per position
+        for node in range(space.nodes):
+            self.allowed[2 * node, self.pred_offset : self.pred_offset + node + 1] = True
+            self.allowed[2 * node + 1, self.op_offset :] = True
+
+    def encode(self, genotypes: list[Genotype]) -> torch.Tensor:
+        return torch.tensor([
+            [t for op, pred in g for t in (self.pred_offset + pred, self.op_offset + self.space.ops.index(op))]
+            for g in genotypes
+        ])
+
+    def decode(self, tokens: torch.Tensor) -> list[Genotype]:
+        return [
+            tuple((self.space.ops[int(row[2 * i + 1]) - self.op_offset], int(row[2 * i]) - self.pred_offset)
+                  for i in range(self.space.nodes))
+            for row in tokens
+        ]
+
+
+class EncoderPredictorDecoder(nn.Module):
+    def __init__(self, tokens: Tokens, config: EpdConfig):
+        super().__init__()
+        self.tokens = tokens
+        E, H = config.embedding_size, config.hidden_size
+        self.encoder_embedding = nn.Embedding(tokens.vocab_size, E)
+        self.encoder = nn.LSTM(E, H, batch_first=True)
+        layers: list[nn.Module] = []
+        width = H
+        for _ in range(config.mlp_layers):
+            layers += [nn.Linear(width, config.mlp_hidden_size), nn.ReLU()]
+            width = config.mlp_hidden_size
+        self.predictor = nn.Sequential(*layers, nn.Linear(width, 1))
+        self.decoder_embedding = nn.Embedding(tokens.vocab_size, E)
+        self.decoder = nn.LSTMCell(E, H)
+        self.attention_combine = nn.Linear(2 * H, H)
+        self.output = nn.Linear(H, tokens.vocab_size)
+
+    def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens (B, L) -> encoder outputs (B, L, H) and the cell's embedding (B, H), unit norm."""
+        outputs, _ = self.encoder(self.encoder_embedding(tokens))
+        outputs = F.normalize(outputs, dim=-1)
+        return outputs, embedding_of(outputs)
+
+    def predict(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Predicted performance in (0, 1), higher is better."""
+        return torch.sigmoid(self.predictor(embedding)).squeeze(-1)
+
+    def decode(self, outputs: torch.Tensor, embedding: torch.Tensor,
+               targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, L, V) of each position, restricted to the tokens valid there, and the tokens:
+        `targets` fed back when given (teacher forcing), else the greedy choices."""
+        B = outputs.size(0)
+        h, c = embedding, embedding
+        previous = torch.full((B,), START, dtype=torch.long, device=outputs.device)
+        all_logits, chosen = [], []
+        for position in range(self.tokens.length):
+            h, c = self.decoder(self.decoder_embedding(previous), (h, c))
+            weights = torch.softmax(torch.einsum("bh,blh->bl", h, outputs), dim=-1)
+            context = torch.einsum("bl,blh->bh", weights, outputs)
+            logits = self.output(torch.tanh(self.attention_combine(torch.cat([h, context], dim=-1))))
+            logits = logits.masked_fill(~self.tokens.allowed[position].to(logits.device), float("-inf"))
+            choice = logits.argmax(-1)
+            all_logits.append(logits)
+            chosen.append(choice)
+            previous = targets[:, position] if targets is not None else choice
+        return torch.stack(all_logits, 1), torch.stack(chosen, 1)
+
+
+def embedding_of(outputs: torch.Tensor) -> torch.Tensor:
+    return F.normalize(outputs.mean(dim=1), dim=-1)
+
+
+def performance_targets(perplexities: list[float]) -> torch.Tensor:
+    """Lower perplexity -> higher target, scaled to [0, 1] over the pool (NAO's normalization)."""
+    ppl = torch.tensor(perplexities, dtype=torch.float)
+    spread = (ppl.max() - ppl.min()).clamp_min(1e-12)
+    return (ppl.max() - ppl) / spread
+
+
+def train_epd(epd: EncoderPredictorDecoder, optimizer: torch.optim.Optimizer, genotypes: list[Genotype],
+              targets: torch.Tensor, config: EpdConfig, rng: np.random.Generator) -> dict[str, float]:
+    """Train on (cell, target) pairs for `config.epochs`; the last epoch's mean losses."""
+    tokens = epd.tokens.encode(genotypes)
+    epd.train()
+    for _ in range(config.epochs):
+        order = rng.permutation(len(genotypes))
+        mse_sum = nll_sum = 0.0
+        for start in range(0, len(order), config.batch_size):
+            batch = torch.as_tensor(order[start : start + config.batch_size])
+            x, y = tokens[batch], targets[batch]
+            outputs, embedding = epd.encode(x)
+            mse = F.mse_loss(epd.predict(embedding), y)
+            logits, _ = epd.decode(outputs, embedding, targets=x)
+            nll = F.cross_entropy(logits.flatten(0, 1), x.flatten())
+            optimizer.zero_grad(set_to_none=True)
+            (config.trade_off * mse + (1 - config.trade_off) * nll).backward()
+            optimizer.step()
+            mse_sum, nll_sum = mse_sum + mse.item() * len(batch), nll_sum + nll.item() * len(batch)
+    return {"epd_mse": mse_sum / len(genotypes), "epd_nll": nll_sum / len(genotypes)}
+
+
+def predicted(epd: EncoderPredictorDecoder, genotypes: list[Genotype]) -> torch.Tensor:
+    epd.eval()
+    with torch.no_grad():
+        return epd.predict(epd.encode(epd.tokens.encode(genotypes))[1])
+
+
+def move_and_decode(epd: EncoderPredictorDecoder, genotypes: list[Genotype],
+                    step_size: float) -> tuple[list[Genotype], torch.Tensor]:
+    """One step of size `step_size` along the predictor's gradient from each cell's encoder
+    outputs; the decoded cells and their predicted performance after the step."""
+    epd.eval()
+    outputs, embedding = epd.encode(epd.tokens.encode(genotypes))
+    outputs = outputs.detach().requires_grad_()
+    gradient, = torch.autograd.grad(epd.predict(embedding_of(outputs)).sum(), outputs)
+    with torch.no_grad():
+        moved = F.normalize(outputs + step_size * gradient, dim=-1)
+        _, tokens = epd.decode(moved, embedding_of(moved))
+        return epd.tokens.decode(tokens), epd.predict(embedding_of(moved))
+
+
+def propose(epd: EncoderPredictorDecoder, top: list[Genotype], known: set[Genotype], wanted: int,
+            max_step_size: int) -> tuple[list[Genotype], int]:
+    """New cells decoded from the top cells' moved embeddings, the step growing 1, 2, ... until
+    `wanted` are found or `max_step_size` is reached; the cells and the last step size."""
+    found: dict[Genotype, None] = {}
+    step_size = 0
+    while len(found) < wanted and step_size < max_step_size:
+        step_size += 1
+        cells, _ = move_and_decode(epd, top, float(step_size))
+        for cell in cells:
+            if cell not in known and len(found) < wanted:
+                found[cell] = None
+    return list(found), step_size
+
+
+def clamped(asked: int, allowed: int, key: str, notes: dict[str, Any]) -> int:
+    if asked > allowed:
+        notes[key] = {"asked": asked, "used": allowed}
+    return min(asked, allowed)
+
+
+@register
+class NaoPolicy(SearchPolicy):
+    name = "nao"
+    Config = NaoConfig
+
+    def search(self, task: SearchTask) -> SearchResult:
+        config, space, bptt = self.config, task.space, self.config.train.bptt
+        rng = seed_everything(task.seed)
+        model, (train_data, valid_data, _) = build_model_and_data(
+            task.corpus, space.nodes, config.model, config.train, weights="per_choice")
+        epd = EncoderPredictorDecoder(Tokens(space), config.epd)
+        optimizer = torch.optim.Adam(epd.parameters(), lr=config.epd.lr, weight_decay=config.epd.weight_decay)
+        clamps: dict[str, Any] = {}
+        pool = space.sample_distinct(clamped(config.seed_cells, space.size, "seed_cells", clamps), rng)
+        def sample_from_pool(step) -> Genotype:
+            return pool[int(rng.integers(len(pool)))]
+
+        def validate() -> float:
+            return float(np.mean([evaluate(model, valid_data, g, bptt) for g in pool[:VALIDATION_CELLS]]))
+
+        trace, stop = [], f"ran {config.rounds} rounds"
+        for round_ in range(1, config.rounds + 1):
+            fitted = fit(model, train_data, config.train, rng, sample_from_pool, validate, f"nao round {round_}")
+            scores = score_cells(model, valid_data, pool, space, bptt)
+            best = min(pool, key=lambda g: scores[space.to_id(g)])
+            row = {"round": round_, "epochs": round_ * config.train.epochs, "pool": len(pool),
+                   "cell_id": space.to_id(best), "genotype": format_genotype(best),
+                   "score": scores[space.to_id(best)], "child_valid_ppl": fitted.history[-1]["valid_ppl"],
+                   "epd_mse": None, "epd_nll": None, "new_cells": 0, "step_size": None}
+            trace.append(row)
+            if round_ == config.rounds:
+                break
+            if len(pool) == space.size:
+                stop = f"the pool holds the whole space after round {round_}"
+                break
+            row |= train_epd(epd, optimizer, pool, performance_targets([scores[space.to_id(g)] for g in pool]),
+                             config.epd, rng)
+            top = sorted(pool, key=lambda g: scores[space.to_id(g)])[: clamped(config.top_cells, len(pool),
+                                                                                 "top_cells", clamps)]
+            wanted = clamped(config.new_cells, space.size - len(pool), "new_cells", clamps)
+            new, row["step_size"] = propose(epd, top, set(pool), wanted, config.max_step_size)
+            row["new_cells"] = len(new)
+            if not new:
+                stop = f"no new cell decoded in round {round_} (step sizes 1..{config.max_step_size})"
+                break
+            pool += new
+
+        rankings = {}
+        if space.size <= config.score_all_up_to:
+            cells = list(space.enumerate())
+            train_epd(epd, optimizer, pool, performance_targets([scores[space.to_id(g)] for g in pool]),
+                      config.epd, rng)
+            rankings["shared_weights_valid_ppl"] = score_cells(model, valid_data, cells, space, bptt)
+            rankings["predictor_neg_performance"] = dict(zip(
+                (space.to_id(g) for g in cells), (-predicted(epd, cells)).tolist(), strict=True))
+        details = {"stopped": stop, "pool": len(pool), "clamped": clamps}
+        return SearchResult(ranked_candidates(pool, scores, space), trace, rankings, details=details)

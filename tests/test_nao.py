@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+import torch
+
+from naseval.model import ModelConfig
+from naseval.policies.base import SearchTask
+from naseval.policies.nao import (
+    EncoderPredictorDecoder,
+    EpdConfig,
+    NaoConfig,
+    NaoPolicy,
+    Tokens,
+    move_and_decode,
+    performance_targets,
+    predicted,
+    propose,
+    train_epd,
+)
+from naseval.ranking import kendall_tau
+from naseval.space import SearchSpace
+from naseval.train import TrainConfig
+
+SMALL_EPD = EpdConfig(embedding_size=16, hidden_size=32, mlp_layers=2, mlp_hidden_size=64, lr=3e-3,
+                      weight_decay=0.0, epochs=150, batch_size=50)
+
+
+def trained_epd(space, genotypes, targets, config=SMALL_EPD, seed=0):
+    torch.manual_seed(seed)
+    epd = EncoderPredictorDecoder(Tokens(space), config)
+    optimizer = torch.optim.Adam(epd.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    train_epd(epd, optimizer, genotypes, targets, config, np.random.default_rng(seed))
+    return epd
+
+
+def synthetic_score(genotype) -> float:
+    """A known function of the cell: relu and identity nodes help, reading s0 helps a little."""
+    return sum({"relu": 1.0, "identity": 0.6, "tanh": 0.3, "sigmoid": 0.0}[op] + 0.2 * (pred == 0)
+               for op, pred in genotype) / len(genotype)
+
+
+def test_tokens_round_trip_and_allow_only_valid_choices():
+    space = SearchSpace(3)
+    tokens = Tokens(space)
+    cells = list(space.enumerate())
+    assert tokens.decode(tokens.encode(cells)) == cells
+    encoded = tokens.encode(cells)
+    for position in range(tokens.length):
+        assert tokens.allowed[position, encoded[:, position]].all()
+    assert tokens.allowed[0].sum() == 1 and tokens.allowed[4].sum() == 3 and tokens.allowed[5].sum() == 4
+
+
+def test_encoder_decoder_reconstructs_the_cells_it_was_trained_on():
+    space = SearchSpace(3)
+    cells = space.sample_distinct(40, np.random.default_rng(0))
+    epd = trained_epd(space, cells, performance_targets([synthetic_score(g) for g in cells]))
+    epd.eval()
+    with torch.no_grad():
+        outputs, embedding = epd.encode(epd.tokens.encode(cells))
+        _, decoded = epd.decode(outputs, embedding)
+    assert epd.tokens.decode(decoded) == cells
+
+
+def test_predictor_ranks_held_out_cells_by_a_synthetic_score():
+    space = SearchSpace(3)
+    cells = space.sample_distinct(300, np.random.default_rng(1))
+    train, held_out = cells[:200], cells[200:]
+    # performance_targets maps low "perplexity" to high targets: feed it the negated score.
+    epd = trained_epd(space, train, performance_targets([-synthetic_score(g) for g in train]))
+    prediction = predicted(epd, held_out).tolist()
+    tau = kendall_tau(dict(enumerate(prediction)), dict(enumerate(synthetic_score(g) for g in held_out)))
+    assert tau > 0.8
+
+
+def test_a_gradient_step_increases_the_predicted_performance():
+    space = SearchSpace(3)
+    cells = space.sample_distinct(100, np.random.default_rng(2))
+    epd = trained_epd(space, cells, performance_targets([-synthetic_score(g) for g in cells]))
+    worst = sorted(cells, key=synthetic_score)[:20]
+    before = predicted(epd, worst)
+    _, after = move_and_decode(epd, worst, step_size=1.0)
+    assert (after > before).all()
+    new, step_size = propose(epd, worst, set(cells), wanted=5, max_step_size=50)
+    assert len(new) == 5 and not set(new) & set(cells) and 1 <= step_size <= 50
+
+
+def test_performance_targets_put_the_lowest_perplexity_at_one():
+    assert performance_targets([100.0, 80.0, 120.0]).tolist() == pytest.approx([0.5, 1.0, 0.0])
+
+
+def small_config(**overrides) -> NaoConfig:
+    return NaoConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10),
+                     SMALL_EPD, **overrides)
+
+
+def test_search_grows_the_pool_and_stops_when_the_space_is_exhausted(tiny_corpus):
+    config = small_config(rounds=10, seed_cells=20, top_cells=5, new_cells=8)
+    result = NaoPolicy(config).search(SearchTask(SearchSpace(2), tiny_corpus, 0))
+    pools = [row["pool"] for row in result.trace]
+    assert pools[0] == 20 and pools == sorted(pools) and len(result.trace) < 10
+    assert all(b - a == row["new_cells"] for a, b, row in zip(pools, pools[1:], result.trace, strict=False))
+    assert result.details["stopped"].startswith(("the pool holds the whole space", "no new cell"))
+    assert len(result.candidates) == result.details["pool"] == pools[-1]
+    assert set(result.rankings) == {"shared_weights_valid_ppl", "predictor_neg_performance"}
+    assert len(result.rankings["predictor_neg_performance"]) == 32
+
+
+def test_pool_sizes_are_clamped_to_the_space_with_a_record(tiny_corpus):
+    result = NaoPolicy(small_config(rounds=2, seed_cells=1000)).search(SearchTask(SearchSpace(1), tiny_corpus, 0))
+    assert result.details["clamped"] == {"seed_cells": {"asked": 1000, "used": 4}}
+    assert len(result.trace) == 1 and len(result.candidates) == 4
