@@ -13,6 +13,8 @@ import numpy as np
 from naseval.params import require
 from naseval.ranking import Scores, kendall_tau, mean_pairwise_tau, mean_scores, ranks, spearman_rho
 
+TRACE_COLUMNS = ["run", "epoch", "cell_id", "genotype", "score"]  # of a search trace's plot rows
+
 
 @dataclass(frozen=True)
 class Experiment:
@@ -50,6 +52,7 @@ class RunRecord:
     rankings: dict[str, Scores] = field(default_factory=dict)  # weight-sharing scores of all cells
     cell_output: str = "mean"
     failure: str | None = None
+    trace: list[dict[str, Any]] = field(default_factory=list)  # the search's, one row per epoch or round
 
     @property
     def name(self) -> str:
@@ -62,6 +65,7 @@ class Analysis:
     final_ppl: list[dict[str, Any]]  # plot rows: one per run
     ranking_rows: list[dict[str, Any]]  # plot rows: weight-sharing rank vs ground-truth rank
     ground_truth_rows: list[dict[str, Any]]  # plot rows: one per cell
+    trace_rows: list[dict[str, Any]]  # plot rows: each run's pick and its search-time score over search time
 
 
 def describe(values: list[float]) -> dict[str, float]:
@@ -154,4 +158,8 @@ def analyze(runs: list[RunRecord], ground_truth: dict[int, Scores]) -> Analysis:
          **{f"seed_{seed}": scores.get(cell) for seed, scores in sorted(ground_truth.items())}}
         for cell, ppl in sorted(truth.items())
     ] if truth and truth_ranks else []
-    return Analysis(summary, final_ppl, ranking_rows, ground_truth_rows)
+    trace_rows = [
+        {"run": r.name, **{key: row[key] for key in TRACE_COLUMNS[1:]}}
+        for r in runs for row in r.trace if set(TRACE_COLUMNS[1:]) <= row.keys()
+    ]
+    return Analysis(summary, final_ppl, ranking_rows, ground_truth_rows, trace_rows)

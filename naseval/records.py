@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from naseval.runtime import read_json
 from naseval.space import SearchSpace, format_genotype
 
 SEARCH_RESULT = "result.json"
+SEARCH_TRACE = "trace.csv"
 TOP = "top.json"
 TRAIN_METRICS = "metrics.json"
 GROUND_TRUTH = "cells.json"
@@ -66,6 +68,15 @@ def top_candidate(search_result: dict[str, Any]) -> dict[str, Any]:
             "search_score": best["score"], "cell_output": search_result["cell_output"]}
 
 
+def read_trace(search_folder: Path) -> list[dict[str, str]]:
+    """The search's trace rows as text (a failed search has none)."""
+    path = search_folder / SEARCH_TRACE
+    if not path.is_file():
+        return []
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
 def read_run(policies_root: Path, policy: str, seed: int) -> RunRecord:
     folder = run_dir(policies_root, policy, seed)
     search = read_json(folder / "search" / SEARCH_RESULT)
@@ -79,6 +90,7 @@ def read_run(policies_root: Path, policy: str, seed: int) -> RunRecord:
                   for name, scores in search["rankings"].items()},
         cell_output=top.get("cell_output", "mean"),
         failure=trained.get("reason") if trained["status"] == "failed" else None,
+        trace=read_trace(folder / "search"),
     )
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import typer
 
-from naseval.analysis import Experiment, analyze
+from naseval.analysis import TRACE_COLUMNS, Experiment, analyze
 from naseval.ground_truth import GroundTruthConfig
 from naseval.params import build, load, read_params
 from naseval.policies import get_policy
@@ -34,6 +34,7 @@ def main(
     write_csv(plots / "final_ppl.csv", result.final_ppl)
     write_csv(plots / "weight_sharing_vs_ground_truth.csv", result.ranking_rows)
     write_csv(plots / "ground_truth.csv", result.ground_truth_rows)
+    write_csv(plots / "search_trace.csv", result.trace_rows, TRACE_COLUMNS)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from naseval.data import load_corpus
 from naseval.errors import TrainingDiverged
 from naseval.params import load, read_params
 from naseval.policies import SearchTask, get_policy
-from naseval.records import SEARCH_RESULT, failed_search_json, search_result_json
+from naseval.records import SEARCH_RESULT, SEARCH_TRACE, failed_search_json, search_result_json
 from naseval.runtime import atomic_directory, setup_logging, write_csv, write_json
 from naseval.space import SearchSpace, format_genotype
 from stages.common import run_stage
@@ -41,7 +41,7 @@ def main(
             return
         seconds = time.perf_counter() - started
         write_json(folder / SEARCH_RESULT, search_result_json(result, space, policy, seed, seconds))
-        write_csv(folder / "trace.csv", result.trace)
+        write_csv(folder / SEARCH_TRACE, result.trace)
         log.info("search done in %.1f s; top cell %s", seconds, format_genotype(result.candidates[0].genotype))
 
 

@@ -51,3 +51,13 @@ def test_without_ground_truth_only_perplexities_are_reported():
     assert result.ground_truth_rows == [] and result.ranking_rows == []
     assert result.final_ppl == [{"policy": "random", "seed": 0, "genotype": "cell12345",
                                  "valid_ppl": 82.0, "test_ppl": 80.0}]
+
+
+def test_search_traces_become_plot_rows_for_the_runs_that_have_them():
+    trace = [{"epoch": "1", "cell_id": "3", "genotype": "cell3", "score": "70.5", "mode_probability": "0.2"},
+             {"epoch": "2", "cell_id": "0", "genotype": "cell0", "score": "65.0", "mode_probability": "0.4"}]
+    traced = RunRecord("enas", 0, 0, "cell0", 65.0, 61.0, 60.0, trace=trace)
+    untraced = RunRecord("random", 0, 1, "cell1", None, 62.0, 61.0, trace=[{"step": "1"}])
+    rows = analyze([traced, untraced], TRUTH).trace_rows
+    assert rows == [{"run": "enas/0", "epoch": "1", "cell_id": "3", "genotype": "cell3", "score": "70.5"},
+                    {"run": "enas/0", "epoch": "2", "cell_id": "0", "genotype": "cell0", "score": "65.0"}]

@@ -109,4 +109,7 @@ def test_experiments_with_the_search_policies(repo):
         assert json.loads((run_folder / "train" / "metrics.json").read_text())["cell_output"] == cell_output
         trace = (run_folder / "search" / "trace.csv").read_text().splitlines()
         assert {"genotype", "score"} <= set(trace[0].split(",")) and len(trace) == 2  # header, 1 epoch or round
+        plot = (repo / "metrics" / "plots" / "search_trace.csv").read_text().splitlines()
+        assert plot[0] == "run,epoch,cell_id,genotype,score"
+        assert {line.split(",")[0] for line in plot[1:]} == {f"{policy}/0", f"{policy}/1"}
         assert f"policies.{policy}.test_ppl.mean" in run(repo, "dvc", "metrics", "diff", "--json").stdout

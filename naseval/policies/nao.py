@@ -251,7 +251,7 @@ class NaoPolicy(SearchPolicy):
             fitted = fit(model, train_data, config.train, rng, sample_from_pool, validate, f"nao round {round_}")
             scores = score_cells(model, valid_data, pool, space, bptt)
             best = min(pool, key=lambda g: scores[space.to_id(g)])
-            row = {"round": round_, "epochs": round_ * config.train.epochs, "pool": len(pool),
+            row = {"round": round_, "epoch": round_ * config.train.epochs, "pool": len(pool),
                    "cell_id": space.to_id(best), "genotype": format_genotype(best),
                    "score": scores[space.to_id(best)], "child_valid_ppl": fitted.history[-1]["valid_ppl"],
                    "epd_mse": None, "epd_nll": None, "new_cells": 0, "step_size": None}
