@@ -129,7 +129,6 @@ def train_epoch(model, data, optimizer, config, rng, choose_arch: ChooseArch, pr
         x, y = get_batch(data, start, seq_len)
         hidden = hidden.detach()
         arch = choose_arch(Step(x, y, hidden, lr))
-        model.train()  # choose_arch may have evaluated something
         logits, hidden, raw = model(x, hidden, arch)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         loss_value = loss.item()
@@ -168,8 +167,8 @@ def fit(
 ) -> FitResult:
     """Train for `config.epochs`, keeping the state with the best validation perplexity.
 
-    `after_epoch(epoch)` runs after each epoch's validation (ENAS trains its controller there)
-    and returns columns to add to that epoch's history row.
+    `after_epoch(epoch)` finishes each epoch's training before its validation (ENAS trains its
+    controller there) and returns columns to add to that epoch's history row.
     """
     optimizer: torch.optim.Optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -181,6 +180,7 @@ def fit(
         for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
             train_loss = train_epoch(model, train_data, optimizer, config, rng, choose_arch, progress)
+            extra = after_epoch(epoch) if after_epoch else {}
             averaging = isinstance(optimizer, torch.optim.ASGD)
             with averaged_weights(optimizer):
                 valid_loss = validate()
@@ -194,7 +194,6 @@ def fit(
                     model.parameters(), lr=config.lr, t0=0, lambd=0.0, weight_decay=config.weight_decay
                 )
             valid_losses.append(valid_loss)
-            extra = after_epoch(epoch) if after_epoch else {}
             seconds = time.perf_counter() - started
             history.append({
                 "epoch": epoch, "train_ppl": perplexity(train_loss), "valid_ppl": perplexity(valid_loss),

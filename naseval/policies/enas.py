@@ -197,14 +197,15 @@ class EnasPolicy(SearchPolicy):
             best = mode()
             return {
                 "cell_id": space.to_id(best), "genotype": format_genotype(best),
-                "score": perplexity(evaluate(model, valid_data, best, bptt)),
                 "mode_probability": cell_probability(controller, best),
                 "mean_reward": float(np.mean([s["reward"] for s in stats])),
                 "controller_entropy": float(np.mean([s["entropy"] for s in stats])),
             }
 
+        # Validation scores the greedy cell after the epoch's controller phase: the run's pick.
         fitted = fit(model, train_data, config.train, rng, sample_cell,
                      lambda: evaluate(model, valid_data, mode(), bptt), "enas", after_epoch=train_controller)
+        trace = [{**row, "score": row["valid_ppl"]} for row in fitted.history]
 
         with torch.no_grad():
             sampled = [controller.sample(rng).genotype for _ in range(config.derive_samples)]
@@ -227,5 +228,5 @@ class EnasPolicy(SearchPolicy):
             "distinct_sampled": len(counts),
             "most_sampled": [{"genotype": format_genotype(g), "count": n} for g, n in counts.most_common(5)],
         }
-        return SearchResult(ranked_candidates(derived, scores, space), fitted.history, rankings,
+        return SearchResult(ranked_candidates(derived, scores, space), trace, rankings,
                             cell_output=config.cell_output, details=details)

@@ -278,7 +278,8 @@ class NaoPolicy(SearchPolicy):
             cells = list(space.enumerate())
             train_epd(epd, optimizer, pool, performance_targets([scores[space.to_id(g)] for g in pool]),
                       config.epd, rng)
-            rankings["shared_weights_valid_ppl"] = score_cells(model, valid_data, cells, space, bptt)
+            unscored = [g for g in cells if space.to_id(g) not in scores]  # the pool's are current
+            rankings["shared_weights_valid_ppl"] = scores | score_cells(model, valid_data, unscored, space, bptt)
             rankings["predictor_neg_performance"] = dict(zip(
                 (space.to_id(g) for g in cells), (-predicted(epd, cells)).tolist(), strict=True))
         details = {"stopped": stop, "pool": len(pool), "clamped": clamps}
