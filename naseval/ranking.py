@@ -28,6 +28,11 @@ def kendall_tau(a: Scores, b: Scores) -> float:
     return float(stats.kendalltau(*matched(a, b)).statistic)
 
 
+def kendall_tau_p(a: Scores, b: Scores) -> float:
+    """Two-sided p-value of tau against no association: is a tau near 0 distinguishable from 0?"""
+    return float(stats.kendalltau(*matched(a, b)).pvalue)
+
+
 def spearman_rho(a: Scores, b: Scores) -> float:
     return float(stats.spearmanr(*matched(a, b)).statistic)
 
@@ -38,9 +43,26 @@ def ranks(scores: Scores) -> dict[int, int]:
     return {cell: ordered.index(score) + 1 for cell, score in scores.items()}
 
 
+def top_k_overlap(a: Scores, b: Scores, k: int) -> float:
+    """Fraction of b's k best cells that are also among a's k best, over the cells both scored;
+    ties are broken by cell id so the answer does not depend on dict order."""
+    common = sorted(set(a) & set(b))
+    k = min(k, len(common))
+
+    def best(scores: Scores) -> set[int]:
+        return set(sorted(common, key=lambda cell: (scores[cell], cell))[:k])
+
+    return len(best(a) & best(b)) / k if k else 0.0
+
+
+def pairwise_taus(scorings: list[Scores]) -> list[float]:
+    """Kendall tau of every pair, e.g. of rankings from different seeds."""
+    return [kendall_tau(a, b) for a, b in itertools.combinations(scorings, 2)]
+
+
 def mean_pairwise_tau(scorings: list[Scores]) -> float | None:
     """Mean Kendall tau over all pairs, e.g. between ground truths of different seeds."""
-    taus = [kendall_tau(a, b) for a, b in itertools.combinations(scorings, 2)]
+    taus = pairwise_taus(scorings)
     return float(np.mean(taus)) if taus else None
 
 

@@ -2,7 +2,15 @@ import pytest
 from scipy import stats
 
 from naseval.errors import NasevalError
-from naseval.ranking import kendall_tau, mean_pairwise_tau, mean_scores, ranks, spearman_rho
+from naseval.ranking import (
+    kendall_tau,
+    kendall_tau_p,
+    mean_pairwise_tau,
+    mean_scores,
+    ranks,
+    spearman_rho,
+    top_k_overlap,
+)
 
 
 def test_identical_scores_give_one():
@@ -56,3 +64,20 @@ def test_noise_ceiling_and_mean_scores():
     assert mean_pairwise_tau([a, b]) == pytest.approx(-1.0)
     assert mean_pairwise_tau([a]) is None
     assert mean_scores([a, b]) == {0: 2.0, 1: 2.0, 2: 2.0}
+
+
+def test_kendall_p_value_is_scipys_on_matched_scores():
+    truth = {cell: float(cell) for cell in range(10)}
+    noisy = {cell: float(cell) + (3.0 if cell % 2 else -3.0) for cell in range(10)}
+    expected = stats.kendalltau(list(noisy.values()), list(truth.values())).pvalue
+    assert kendall_tau_p(noisy, truth) == pytest.approx(expected)
+    assert kendall_tau_p(truth, dict(truth)) < 0.001
+
+
+def test_top_k_overlap_counts_shared_best_cells():
+    truth = {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0, 4: 5.0}
+    shuffled = {0: 3.0, 1: 1.0, 2: 5.0, 3: 2.0, 4: 4.0}  # best three: 1, 3, 0
+    assert top_k_overlap(shuffled, truth, 1) == 0.0
+    assert top_k_overlap(shuffled, truth, 3) == pytest.approx(2 / 3)
+    assert top_k_overlap(truth, truth, 5) == 1.0
+    assert top_k_overlap(shuffled, {0: 1.0, 1: 2.0}, 5) == 1.0  # only common cells count; k shrinks to 2
