@@ -5,15 +5,26 @@ Pure functions of the runs' records and the ground truth; the analyze stage does
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from naseval.params import require
-from naseval.ranking import Scores, kendall_tau, mean_pairwise_tau, mean_scores, ranks, spearman_rho
+from naseval.ranking import (
+    Scores,
+    kendall_tau,
+    kendall_tau_p,
+    mean_pairwise_tau,
+    mean_scores,
+    pairwise_taus,
+    ranks,
+    spearman_rho,
+    top_k_overlap,
+)
+from naseval.statistics import compare_samples, describe
 
 TRACE_COLUMNS = ["run", "epoch", "cell_id", "genotype", "score"]  # of a search trace's plot rows
+TAU_COLUMNS = ["run", "ranking", "epoch", "kendall_tau"]  # of the tau-over-training plot rows
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,29 @@ class Experiment:
 
 
 @dataclass(frozen=True)
+class AnalysisConfig:
+    """params.yaml `analysis`: how much evidence the report asks for before it states a finding."""
+
+    confidence: float = 0.95  # of the bootstrap interval on the difference of mean perplexities
+    significance: float = 0.05  # p-values below it count as evidence of a difference
+    bootstrap_resamples: int = 10_000
+    bootstrap_seed: int = 0
+    top_k: tuple[int, ...] = (1, 3, 5)  # overlaps of the k best cells, weight sharing vs ground truth
+    low_noise_ceiling: float = 0.5  # below this seed-to-seed tau, ground truth is called mostly noise
+
+    def __post_init__(self) -> None:
+        for key in ("confidence", "significance"):
+            value = getattr(self, key)
+            require(0 < value < 1, key, value, "a number between 0 and 1")
+        require(self.bootstrap_resamples >= 100, "bootstrap_resamples", self.bootstrap_resamples,
+                "an integer >= 100")
+        require(len(self.top_k) >= 1 and all(k >= 1 for k in self.top_k), "top_k", list(self.top_k),
+                "a non-empty list of integers >= 1")
+        require(-1 <= self.low_noise_ceiling <= 1, "low_noise_ceiling", self.low_noise_ceiling,
+                "a number between -1 and 1")
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One (policy, seed) run: its top cell, that cell trained from scratch, its rankings.
 
@@ -53,10 +87,23 @@ class RunRecord:
     cell_output: str = "mean"
     failure: str | None = None
     trace: list[dict[str, Any]] = field(default_factory=list)  # the search's, one row per epoch or round
+    ranking_history: list[dict[str, Any]] = field(default_factory=list)  # [{"epoch", "rankings"}]
 
     @property
     def name(self) -> str:
         return f"{self.policy}/{self.seed}"
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Every cell of an enumerable space trained from scratch with several seeds."""
+
+    valid_ppl: dict[int, Scores]  # training seed -> cell id -> validation perplexity
+    genotypes: dict[int, str] = field(default_factory=dict)  # cell id -> genotype
+
+    @property
+    def mean(self) -> Scores:
+        return mean_scores(list(self.valid_ppl.values()))
 
 
 @dataclass
@@ -66,100 +113,170 @@ class Analysis:
     ranking_rows: list[dict[str, Any]]  # plot rows: weight-sharing rank vs ground-truth rank
     ground_truth_rows: list[dict[str, Any]]  # plot rows: one per cell
     trace_rows: list[dict[str, Any]]  # plot rows: each run's pick and its search-time score over search time
+    tau_rows: list[dict[str, Any]]  # plot rows: tau of weight sharing vs ground truth over search time
 
 
-def describe(values: list[float]) -> dict[str, float]:
-    array = np.asarray(values, dtype=float)
-    return {
-        "mean": float(array.mean()),
-        "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
-        "best": float(array.min()),
-        "worst": float(array.max()),
-    }
+def finite(value: float) -> float | None:
+    """NaN (e.g. the tau of a constant ranking) as None, which JSON and the report can show."""
+    return value if math.isfinite(value) else None
 
 
-def summarize_policy(runs: list[RunRecord], truth_ranks: dict[int, int] | None) -> dict[str, Any]:
+def summarize_policy(runs: list[RunRecord], truth: Scores | None) -> dict[str, Any]:
     """Statistics over the runs that finished; the failed ones are listed apart."""
     finished = [r for r in runs if r.failure is None]
     summary: dict[str, Any] = {
         "seeds": len(runs),
         "failed": {"count": len(runs) - len(finished), "seeds": [r.seed for r in runs if r.failure]},
     }
-    if not finished:
-        return summary
-    summary |= {
-        "test_ppl": describe([r.test_ppl for r in finished]),
-        "valid_ppl": describe([r.valid_ppl for r in finished]),
-        "distinct_cells": len({r.cell_id for r in finished}),
-    }
-    if truth_ranks is not None:
-        summary["ground_truth_rank"] = describe([truth_ranks[r.cell_id] for r in finished])
+    if finished:
+        summary |= {
+            "test_ppl": describe([r.test_ppl for r in finished]),
+            "valid_ppl": describe([r.valid_ppl for r in finished]),
+            "distinct_cells": len({r.cell_id for r in finished}),
+        }
+    if finished and truth:
+        truth_ranks, best = ranks(truth), min(truth.values())
+        summary |= {
+            "ground_truth_rank": describe([truth_ranks[r.cell_id] for r in finished]),
+            "regret": describe([truth[r.cell_id] - best for r in finished]),
+            "found_best_cell": sum(truth_ranks[r.cell_id] == 1 for r in finished),
+        }
+    ranked = [r for r in runs if r.rankings]
+    names = sorted({name for r in ranked for name in r.rankings})
+    if names:
+        summary["weight_sharing"] = {name: ranking_summary([r.rankings[name] for r in ranked
+                                                             if name in r.rankings], truth) for name in names}
     return summary
 
 
-def run_summary(run: RunRecord, truth_ranks: dict[int, int] | None) -> dict[str, Any]:
+def ranking_summary(rankings: list[Scores], truth: Scores | None) -> dict[str, Any]:
+    """One named ranking across a policy's seeds: its agreement with the ground truth, and with
+    itself from seed to seed (instability: the paper finds it changes with the seed)."""
+    summary = {"seed_to_seed_kendall_tau": described([finite(tau) for tau in pairwise_taus(rankings)])}
+    if truth:
+        summary["kendall_tau"] = described([finite(kendall_tau(scores, truth)) for scores in rankings])
+    return summary
+
+
+def described(values: list[float | None]) -> dict[str, float] | None:
+    """`describe`, or None where there is nothing (one seed) or a value is undefined."""
+    return describe(values) if values and None not in values else None
+
+
+def run_summary(run: RunRecord, truth: Scores | None) -> dict[str, Any]:
     if run.failure is not None:
         return {"status": "failed", "reason": run.failure, "genotype": run.genotype}
-    return {
+    summary = {
         "status": "ok",
+        "cell_id": run.cell_id,
         "genotype": run.genotype,
         "cell_output": run.cell_output,
         "search_score": run.search_score,
         "test_ppl": run.test_ppl,
         "valid_ppl": run.valid_ppl,
-        **({"ground_truth_rank": truth_ranks[run.cell_id]} if truth_ranks else {}),
     }
+    if truth:
+        summary |= {"ground_truth_rank": ranks(truth)[run.cell_id],
+                    "regret": truth[run.cell_id] - min(truth.values())}
+    return summary
 
 
-def weight_sharing_agreement(run: RunRecord, truth: Scores) -> dict[str, dict[str, float]]:
+def agreement(scores: Scores, truth: Scores, top_k: tuple[int, ...]) -> dict[str, float | None]:
+    """How well one weight-sharing ranking matches the ground truth, matched by cell id."""
     return {
-        name: {"kendall_tau": kendall_tau(scores, truth), "spearman_rho": spearman_rho(scores, truth)}
-        for name, scores in run.rankings.items()
+        "kendall_tau": finite(kendall_tau(scores, truth)),
+        "kendall_tau_p": finite(kendall_tau_p(scores, truth)),
+        "spearman_rho": finite(spearman_rho(scores, truth)),
+        **{f"top_{k}_overlap": top_k_overlap(scores, truth, k) for k in top_k},
     }
 
 
-def analyze(runs: list[RunRecord], ground_truth: dict[int, Scores]) -> Analysis:
-    """`ground_truth`: training seed -> cell id -> validation perplexity; empty for large spaces."""
-    truth = mean_scores(list(ground_truth.values())) if ground_truth else None
-    truth_ranks = ranks(truth) if truth else None
-    policies = sorted({r.policy for r in runs})
+def compare_policy(runs: list[RunRecord], experiment: Experiment, config: AnalysisConfig) -> dict[str, Any] | None:
+    """The policy against the baseline on the test perplexity of their found cells."""
+    finished = {p: [r.test_ppl for r in runs if r.policy == p and r.failure is None] for p in experiment.policies}
+    if experiment.policy == experiment.baseline or not all(finished.values()):
+        return None
+    policy, baseline = finished[experiment.policy], finished[experiment.baseline]
+    return {"policy": experiment.policy, "baseline": experiment.baseline, "metric": "test_ppl",
+            **compare_samples(policy, baseline, config.bootstrap_resamples, config.confidence,
+                              config.bootstrap_seed)}
+
+
+def ground_truth_summary(truth: GroundTruth, config: AnalysisConfig) -> dict[str, Any]:
+    mean = truth.mean
+    best = min(mean, key=lambda cell: (mean[cell], cell))
+    return {
+        "cells": len(mean),
+        "seeds": sorted(truth.valid_ppl),
+        "best_cell_id": best,
+        "best_genotype": truth.genotypes.get(best),
+        "best_valid_ppl": mean[best],
+        "noise_ceiling_kendall_tau": mean_pairwise_tau(list(truth.valid_ppl.values())),
+        "low_noise_ceiling": config.low_noise_ceiling,
+    }
+
+
+def ranking_rows(runs: list[RunRecord], truth: Scores) -> list[dict[str, Any]]:
+    truth_ranks, rows = ranks(truth), []
+    for run in runs:
+        for name, scores in run.rankings.items():
+            ws_ranks = ranks(scores)
+            rows += [{"run": run.name, "ranking": name, "cell_id": cell,
+                      "weight_sharing_rank": ws_ranks[cell], "ground_truth_rank": truth_ranks[cell]}
+                     for cell in sorted(scores) if cell in truth_ranks]
+    return rows
+
+
+def tau_rows(runs: list[RunRecord], truth: Scores) -> list[dict[str, Any]]:
+    """Kendall tau with the ground truth at each recorded point of each run's search."""
+    return [
+        {"run": run.name, "ranking": name, "epoch": point["epoch"], "kendall_tau": finite(kendall_tau(scores, truth))}
+        for run in runs for point in run.ranking_history for name, scores in point["rankings"].items()
+    ]
+
+
+def ground_truth_rows(truth: GroundTruth) -> list[dict[str, Any]]:
+    mean = truth.mean
+    truth_ranks = ranks(mean)
+    return [
+        {"cell_id": cell, "genotype": truth.genotypes.get(cell), "mean_valid_ppl": ppl, "rank": truth_ranks[cell],
+         **{f"seed_{seed}": scores.get(cell) for seed, scores in sorted(truth.valid_ppl.items())}}
+        for cell, ppl in sorted(mean.items())
+    ]
+
+
+def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment: Experiment,
+            config: AnalysisConfig = AnalysisConfig()) -> Analysis:
+    """`ground_truth` is None for spaces too large to enumerate: perplexities only."""
+    truth = ground_truth.mean if ground_truth and ground_truth.valid_ppl else None
     summary: dict[str, Any] = {
-        "policies": {
-            p: summarize_policy([r for r in runs if r.policy == p], truth_ranks) for p in policies
-        },
-        "runs": {r.name: run_summary(r, truth_ranks) for r in runs},
+        "experiment": {"policy": experiment.policy, "baseline": experiment.baseline,
+                       "seeds": list(experiment.seeds)},
+        "policies": {p: summarize_policy([r for r in runs if r.policy == p], truth) for p in experiment.policies},
     }
-    ranking_rows: list[dict[str, Any]] = []
-    if truth is not None and truth_ranks is not None:
-        summary["ground_truth"] = {
-            "cells": len(truth),
-            "seeds": sorted(ground_truth),
-            "best_valid_ppl": min(truth.values()),
-            "noise_ceiling_kendall_tau": mean_pairwise_tau(list(ground_truth.values())),
-        }
+    comparison = compare_policy(runs, experiment, config)
+    if comparison:
+        summary["comparison"] = comparison
+    summary["runs"] = {r.name: run_summary(r, truth) for r in runs}
+    if truth:
+        summary["ground_truth"] = ground_truth_summary(ground_truth, config)
         summary["weight_sharing"] = {
-            r.name: weight_sharing_agreement(r, truth) for r in runs if r.rankings
+            r.name: {name: agreement(scores, truth, config.top_k) for name, scores in r.rankings.items()}
+            for r in runs if r.rankings
         }
-        for r in runs:
-            for name, scores in r.rankings.items():
-                ws_ranks = ranks(scores)
-                ranking_rows += [
-                    {"run": r.name, "ranking": name, "cell_id": cell,
-                     "weight_sharing_rank": ws_ranks[cell], "ground_truth_rank": truth_ranks[cell]}
-                    for cell in sorted(scores) if cell in truth_ranks
-                ]
     final_ppl = [
-        {"policy": r.policy, "seed": r.seed, "genotype": r.genotype, "valid_ppl": r.valid_ppl,
+        {"policy": r.policy, "seed": r.seed, "cell_id": r.cell_id, "genotype": r.genotype, "valid_ppl": r.valid_ppl,
          "test_ppl": r.test_ppl}
         for r in runs if r.failure is None
     ]
-    ground_truth_rows = [
-        {"cell_id": cell, "mean_valid_ppl": ppl, "rank": truth_ranks[cell],
-         **{f"seed_{seed}": scores.get(cell) for seed, scores in sorted(ground_truth.items())}}
-        for cell, ppl in sorted(truth.items())
-    ] if truth and truth_ranks else []
     trace_rows = [
         {"run": r.name, **{key: row[key] for key in TRACE_COLUMNS[1:]}}
         for r in runs for row in r.trace if set(TRACE_COLUMNS[1:]) <= row.keys()
     ]
-    return Analysis(summary, final_ppl, ranking_rows, ground_truth_rows, trace_rows)
+    return Analysis(
+        summary, final_ppl,
+        ranking_rows(runs, truth) if truth else [],
+        ground_truth_rows(ground_truth) if truth else [],
+        trace_rows,
+        tau_rows(runs, truth) if truth else [],
+    )

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from naseval.analysis import RunRecord
+from naseval.analysis import GroundTruth, RunRecord
 from naseval.policies import SearchResult
 from naseval.runtime import read_json
 from naseval.space import SearchSpace, format_genotype
@@ -39,7 +39,15 @@ def _search_header(space: SearchSpace, policy: str, seed: int, seconds: float) -
 def failed_search_json(space: SearchSpace, policy: str, seed: int, seconds: float, reason: str) -> dict[str, Any]:
     """A search that diverged: kept as a record so the analysis counts it instead of losing it."""
     return {**_search_header(space, policy, seed, seconds), "status": "failed", "reason": reason,
-            "candidates": [], "rankings": {}}
+            "candidates": [], "rankings": {}, "ranking_history": []}
+
+
+def _rankings_json(rankings: dict[str, dict[int, float]]) -> dict[str, dict[str, float]]:
+    return {name: {str(cell): s for cell, s in scores.items()} for name, scores in rankings.items()}
+
+
+def _rankings_from_json(rankings: dict[str, dict[str, float]]) -> dict[str, dict[int, float]]:
+    return {name: {int(cell): s for cell, s in scores.items()} for name, scores in rankings.items()}
 
 
 def search_result_json(result: SearchResult, space: SearchSpace, policy: str, seed: int,
@@ -53,8 +61,9 @@ def search_result_json(result: SearchResult, space: SearchSpace, policy: str, se
             {"cell_id": space.to_id(c.genotype), "genotype": format_genotype(c.genotype), "score": c.score}
             for c in result.candidates
         ],
-        "rankings": {name: {str(cell): s for cell, s in scores.items()}
-                     for name, scores in result.rankings.items()},
+        "rankings": _rankings_json(result.rankings),
+        "ranking_history": [{"epoch": point["epoch"], "rankings": _rankings_json(point["rankings"])}
+                            for point in result.ranking_history],
     }
 
 
@@ -86,23 +95,25 @@ def read_run(policies_root: Path, policy: str, seed: int) -> RunRecord:
         policy=policy, seed=seed, cell_id=top.get("cell_id"), genotype=top.get("genotype"),
         search_score=top.get("search_score"), valid_ppl=trained.get("valid_ppl"),
         test_ppl=trained.get("test_ppl"),
-        rankings={name: {int(cell): s for cell, s in scores.items()}
-                  for name, scores in search["rankings"].items()},
+        rankings=_rankings_from_json(search["rankings"]),
+        ranking_history=[{"epoch": point["epoch"], "rankings": _rankings_from_json(point["rankings"])}
+                         for point in search.get("ranking_history", [])],
         cell_output=top.get("cell_output", "mean"),
         failure=trained.get("reason") if trained["status"] == "failed" else None,
         trace=read_trace(folder / "search"),
     )
 
 
-def read_ground_truth(root: Path, seeds: list[int]) -> dict[int, dict[int, float]]:
-    """Training seed -> cell id -> validation perplexity; empty when the space was not enumerable.
+def read_ground_truth(root: Path, seeds: list[int]) -> GroundTruth | None:
+    """Every cell's validation perplexity per training seed; None when the space was not enumerable.
 
     Cells are ranked by validation perplexity, as Yu et al. rank them; test perplexities stay in
     the ground-truth stage's own outputs.
     """
-    truth = {}
+    valid_ppl, genotypes = {}, {}
     for seed in seeds:
         cells = read_json(seed_dir(root, seed) / GROUND_TRUTH)["cells"]
         if cells:
-            truth[seed] = {c["cell_id"]: c["valid_ppl"] for c in cells}
-    return truth
+            valid_ppl[seed] = {c["cell_id"]: c["valid_ppl"] for c in cells}
+            genotypes |= {c["cell_id"]: c["genotype"] for c in cells}
+    return GroundTruth(valid_ppl, genotypes) if valid_ppl else None

@@ -72,13 +72,13 @@ def setup_logging(log_file: Path) -> logging.Logger:
     return logger
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, content: str | bytes) -> None:
     """Write through a temporary file and rename, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
+        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as file:
+            file.write(content)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -168,7 +168,8 @@ def fit(
     """Train for `config.epochs`, keeping the state with the best validation perplexity.
 
     `after_epoch(epoch)` finishes each epoch's training before its validation (ENAS trains its
-    controller there) and returns columns to add to that epoch's history row.
+    controller there) and returns columns to add to that epoch's history row. Like validation,
+    it sees the averaged weights once NT-ASGD has switched.
     """
     optimizer: torch.optim.Optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -180,9 +181,9 @@ def fit(
         for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
             train_loss = train_epoch(model, train_data, optimizer, config, rng, choose_arch, progress)
-            extra = after_epoch(epoch) if after_epoch else {}
             averaging = isinstance(optimizer, torch.optim.ASGD)
             with averaged_weights(optimizer):
+                extra = after_epoch(epoch) if after_epoch else {}
                 valid_loss = validate()
                 if not math.isfinite(valid_loss):
                     raise TrainingDiverged(f"training diverged: validation loss {valid_loss} at epoch {epoch}")

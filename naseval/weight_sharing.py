@@ -36,6 +36,26 @@ def ranked_candidates(cells: Iterable[Genotype], scores: dict[int, float], space
     return sorted((Candidate(g, scores[space.to_id(g)]) for g in cells), key=lambda c: c.score)
 
 
+class RankingHistory:
+    """Every cell's scores at regular points of search time, so that the analysis can follow
+    Kendall tau with the ground truth as the supernet trains.
+
+    `rank_all()` returns named rankings (name -> cell id -> score) of the current search state;
+    `every` 0 records nothing. Called as `after_epoch`, so under averaged SGD it scores the
+    averaged weights, as validation does.
+    """
+
+    def __init__(self, every: int, rank_all: Callable[[], dict[str, dict[int, float]]]):
+        self.every, self.rank_all = every, rank_all
+        self.snapshots: list[dict[str, Any]] = []
+
+    def __call__(self, point: int, epoch: int | None = None) -> dict[str, Any]:
+        """Record at `point` (an epoch, or NAO's round) if it is due; `epoch` labels it."""
+        if self.every and point % self.every == 0:
+            self.snapshots.append({"epoch": point if epoch is None else epoch, "rankings": self.rank_all()})
+        return {}
+
+
 class Chunks:
     """Consecutive (inputs, targets) slices of batchified data that wrap around at the end: the
     validation minibatches of ENAS's rewards and of DARTS's architecture steps."""

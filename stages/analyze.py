@@ -1,15 +1,18 @@
 """analyze: the runs named by params, their from-scratch results and the ground truth -> metrics/."""
 
+import os
 from pathlib import Path
 
 import typer
 
-from naseval.analysis import TRACE_COLUMNS, Experiment, analyze
+from naseval.analysis import TAU_COLUMNS, TRACE_COLUMNS, AnalysisConfig, Experiment, analyze
+from naseval.figures import render_figures
 from naseval.ground_truth import GroundTruthConfig
 from naseval.params import build, load, read_params
 from naseval.policies import get_policy
 from naseval.records import read_ground_truth, read_run
-from naseval.runtime import read_json, write_csv, write_json
+from naseval.report import render_report
+from naseval.runtime import atomic_directory, read_json, write_atomic, write_csv, write_json
 from stages.common import run_stage
 
 
@@ -19,22 +22,33 @@ def main(
     ground_truth: Path = typer.Option(Path("runs/ground_truth"), help="Root of the ground-truth outputs."),
     metrics: Path = typer.Option(Path("metrics/summary.json"), help="Metrics JSON to write."),
     plots: Path = typer.Option(Path("metrics/plots"), help="Folder for the plot CSVs."),
-    params: Path = typer.Option(Path("params.yaml"), help="Reads `policy`, `baseline`, `seeds`, `ground_truth.seeds`."),
+    figures: Path = typer.Option(Path("metrics/figures"), help="Folder for the PNG figures."),
+    report: Path = typer.Option(Path("metrics/report.md"), help="Markdown report to write."),
+    params: Path = typer.Option(Path("params.yaml"),
+                                help="Reads `policy`, `baseline`, `seeds`, `ground_truth.seeds`, `analysis`."),
 ) -> None:
     """Compare the policy with the baseline and weight sharing with the ground truth."""
     values = read_params(params)
     experiment = build(Experiment, {k: values.get(k) for k in ("policy", "baseline", "seeds")}, "")
+    config = load(AnalysisConfig, values, "analysis")
     for policy in experiment.policies:
         get_policy(policy)
     records = [read_run(runs, p, s) for p in experiment.policies for s in experiment.seeds]
     truth = read_ground_truth(ground_truth, list(load(GroundTruthConfig, values, "ground_truth").seeds))
-    result = analyze(records, truth)
+    result = analyze(records, truth, experiment, config)
     trained_on = read_json(data / "meta.json")
     write_json(metrics, {"data": {k: trained_on[k] for k in ("vocab_size", "tokens")}, **result.summary})
     write_csv(plots / "final_ppl.csv", result.final_ppl)
     write_csv(plots / "weight_sharing_vs_ground_truth.csv", result.ranking_rows)
     write_csv(plots / "ground_truth.csv", result.ground_truth_rows)
     write_csv(plots / "search_trace.csv", result.trace_rows, TRACE_COLUMNS)
+    write_csv(plots / "tau_over_training.csv", result.tau_rows, TAU_COLUMNS)
+    drawn = render_figures(result)
+    with atomic_directory(figures) as folder:
+        for name, (_, image) in drawn.items():
+            write_atomic(folder / name, image)
+    captions = {caption: os.path.relpath(figures / name, report.parent) for name, (caption, _) in drawn.items()}
+    write_atomic(report, render_report(result, captions, config))
 
 
 if __name__ == "__main__":

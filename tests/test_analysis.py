@@ -1,11 +1,13 @@
 import pytest
 
-from naseval.analysis import RunRecord, analyze
+from naseval.analysis import AnalysisConfig, Experiment, GroundTruth, RunRecord, analyze
+from naseval.errors import NasevalError
 
-TRUTH = {
+TRUTH = GroundTruth({
     0: {0: 60.0, 1: 61.0, 2: 62.0, 3: 63.0},
     1: {0: 60.5, 1: 60.9, 2: 62.5, 3: 62.8},
-}
+})
+RANDOM_WS = Experiment("random_ws", "random", (0, 1))
 
 
 def run(policy, seed, cell_id, test_ppl, rankings=None):
@@ -14,10 +16,13 @@ def run(policy, seed, cell_id, test_ppl, rankings=None):
 
 def test_policy_summary_and_ground_truth_ranks():
     runs = [run("random", 0, 3, 63.0), run("random", 1, 1, 61.0), run("random_ws", 0, 0, 60.0)]
-    result = analyze(runs, TRUTH)
+    result = analyze(runs, TRUTH, RANDOM_WS)
     random = result.summary["policies"]["random"]
-    assert random["test_ppl"] == {"mean": 62.0, "std": pytest.approx(2 ** 0.5), "best": 61.0, "worst": 63.0}
+    assert random["test_ppl"] == {"mean": 62.0, "std": pytest.approx(2 ** 0.5), "median": 62.0, "best": 61.0,
+                                  "worst": 63.0}
     assert random["ground_truth_rank"]["mean"] == 3.0  # ranks 4 and 2
+    assert random["regret"]["worst"] == pytest.approx(62.9 - 60.25)  # cell 3's mean minus cell 0's
+    assert random["found_best_cell"] == 0 and result.summary["policies"]["random_ws"]["found_best_cell"] == 1
     assert random["distinct_cells"] == 2
     assert result.summary["policies"]["random_ws"]["test_ppl"]["std"] == 0.0
     assert result.summary["runs"]["random/0"]["ground_truth_rank"] == 4
@@ -29,7 +34,7 @@ def test_weight_sharing_against_ground_truth_is_matched_by_id():
     reversed_ws = {"shared_weights_valid_ppl": {3: 100.0, 2: 101.0, 1: 102.0, 0: 103.0}}
     faithful_ws = {"shared_weights_valid_ppl": {0: 200.0, 1: 201.0, 2: 202.0, 3: 203.0}}
     runs = [run("random_ws", 0, 3, 63.0, reversed_ws), run("random_ws", 1, 0, 60.0, faithful_ws)]
-    result = analyze(runs, TRUTH)
+    result = analyze(runs, TRUTH, RANDOM_WS)
     agreement = result.summary["weight_sharing"]
     assert agreement["random_ws/0"]["shared_weights_valid_ppl"]["kendall_tau"] == pytest.approx(-1.0)
     assert agreement["random_ws/1"]["shared_weights_valid_ppl"]["spearman_rho"] == pytest.approx(1.0)
@@ -39,17 +44,17 @@ def test_weight_sharing_against_ground_truth_is_matched_by_id():
 
 
 def test_seeds_that_disagree_give_a_low_noise_ceiling():
-    noisy = {0: {0: 60.0, 1: 61.0, 2: 62.0, 3: 63.0}, 1: {0: 63.0, 1: 62.0, 2: 61.0, 3: 60.0}}
-    result = analyze([run("random", 0, 0, 60.0)], noisy)
+    noisy = GroundTruth({0: {0: 60.0, 1: 61.0, 2: 62.0, 3: 63.0}, 1: {0: 63.0, 1: 62.0, 2: 61.0, 3: 60.0}})
+    result = analyze([run("random", 0, 0, 60.0)], noisy, Experiment("random", "random", (0,)))
     assert result.summary["ground_truth"]["noise_ceiling_kendall_tau"] == pytest.approx(-1.0)
 
 
 def test_without_ground_truth_only_perplexities_are_reported():
-    result = analyze([run("random", 0, 12345, 80.0)], {})
+    result = analyze([run("random", 0, 12345, 80.0)], None, Experiment("random", "random", (0,)))
     assert "ground_truth" not in result.summary and "weight_sharing" not in result.summary
     assert "ground_truth_rank" not in result.summary["policies"]["random"]
     assert result.ground_truth_rows == [] and result.ranking_rows == []
-    assert result.final_ppl == [{"policy": "random", "seed": 0, "genotype": "cell12345",
+    assert result.final_ppl == [{"policy": "random", "seed": 0, "cell_id": 12345, "genotype": "cell12345",
                                  "valid_ppl": 82.0, "test_ppl": 80.0}]
 
 
@@ -58,6 +63,55 @@ def test_search_traces_become_plot_rows_for_the_runs_that_have_them():
              {"epoch": "2", "cell_id": "0", "genotype": "cell0", "score": "65.0", "mode_probability": "0.4"}]
     traced = RunRecord("enas", 0, 0, "cell0", 65.0, 61.0, 60.0, trace=trace)
     untraced = RunRecord("random", 0, 1, "cell1", None, 62.0, 61.0, trace=[{"step": "1"}])
-    rows = analyze([traced, untraced], TRUTH).trace_rows
+    rows = analyze([traced, untraced], TRUTH, Experiment("enas", "random", (0,))).trace_rows
     assert rows == [{"run": "enas/0", "epoch": "1", "cell_id": "3", "genotype": "cell3", "score": "70.5"},
                     {"run": "enas/0", "epoch": "2", "cell_id": "0", "genotype": "cell0", "score": "65.0"}]
+
+
+def test_policy_is_compared_with_the_baseline_on_test_perplexity():
+    runs = [run("random_ws", 0, 0, 60.0), run("random_ws", 1, 1, 61.0),
+            run("random", 0, 2, 64.0), run("random", 1, 3, 66.0)]
+    comparison = analyze(runs, TRUTH, RANDOM_WS).summary["comparison"]
+    assert comparison["policy"] == "random_ws" and comparison["baseline"] == "random"
+    assert comparison["difference_of_means"] == pytest.approx(-4.5)
+    assert comparison["probability_of_beating_baseline"] == 1.0
+    assert comparison["smallest_possible_mann_whitney_p"] == pytest.approx(1 / 3)
+    low, high = comparison["difference_interval"]
+    assert -6.0 <= low <= -4.5 <= high <= -3.0  # the bootstrap's extremes: -6 and -3
+
+
+def test_no_comparison_when_the_policy_is_the_baseline_or_all_its_runs_failed():
+    baseline_only = analyze([run("random", 0, 2, 64.0)], TRUTH, Experiment("random", "random", (0,)))
+    assert "comparison" not in baseline_only.summary
+    failed = RunRecord("random_ws", 0, None, None, None, None, None, failure="training diverged")
+    result = analyze([failed, run("random", 0, 2, 64.0)], TRUTH, Experiment("random_ws", "random", (0,)))
+    assert "comparison" not in result.summary
+    assert result.summary["policies"]["random_ws"]["failed"] == {"count": 1, "seeds": [0]}
+
+
+def test_weight_sharing_top_k_overlap_and_instability_across_seeds():
+    faithful = {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}
+    swapped = {0: 2.0, 1: 1.0, 2: 3.0, 3: 4.0}
+    runs = [run("random_ws", 0, 0, 60.0, {"ws": faithful}), run("random_ws", 1, 1, 61.0, {"ws": swapped})]
+    result = analyze(runs, TRUTH, RANDOM_WS, AnalysisConfig(top_k=(1, 2)))
+    agreement = result.summary["weight_sharing"]["random_ws/1"]["ws"]
+    assert agreement["top_1_overlap"] == 0.0 and agreement["top_2_overlap"] == 1.0
+    assert agreement["kendall_tau"] == pytest.approx(4 / 6)
+    ranking = result.summary["policies"]["random_ws"]["weight_sharing"]["ws"]
+    assert ranking["seed_to_seed_kendall_tau"]["mean"] == pytest.approx(4 / 6)
+    assert ranking["kendall_tau"]["mean"] == pytest.approx((1 + 4 / 6) / 2)
+
+
+def test_tau_over_training_comes_from_each_runs_ranking_history():
+    history = [{"epoch": 2, "rankings": {"ws": {0: 4.0, 1: 3.0, 2: 2.0, 3: 1.0}}},
+               {"epoch": 4, "rankings": {"ws": {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}}}]
+    record = RunRecord("random_ws", 0, 0, "cell0", None, 62.0, 60.0, ranking_history=history)
+    rows = analyze([record], TRUTH, RANDOM_WS).tau_rows
+    assert [(r["run"], r["ranking"], r["epoch"]) for r in rows] == [("random_ws/0", "ws", 2), ("random_ws/0", "ws", 4)]
+    assert [r["kendall_tau"] for r in rows] == [pytest.approx(-1.0), pytest.approx(1.0)]
+
+
+def test_bad_analysis_settings_are_rejected():
+    for bad in ({"confidence": 1.5}, {"significance": 0}, {"top_k": ()}, {"bootstrap_resamples": 10}):
+        with pytest.raises(NasevalError):
+            AnalysisConfig(**bad)

@@ -110,6 +110,8 @@ def test_darts_search_ranks_every_cell_by_alpha(order, tiny_corpus):
     assert len(result.candidates) == 32 and result.candidates[0].genotype == argmax_cell_of(result)
     assert [row["epoch"] for row in result.trace] == [1, 2]
     assert result.trace[-1]["genotype"] == result.details["argmax"]
+    [last] = result.ranking_history  # ranking_every 2: at the end, with the final alpha and weights
+    assert last["epoch"] == 2 and last["rankings"] == result.rankings
     moved = result.details["mixing_weights"][1]
     assert max(max(row) for row in moved) > 1 / 8 + 1e-3  # alpha left its start, 1e-3 * N(0, 1) moves weights by ~2e-4
 

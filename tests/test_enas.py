@@ -96,6 +96,8 @@ def test_enas_search_records_its_controller_and_output_rule(tiny_corpus):
     assert 1 <= result.details["distinct_sampled"] == len(result.candidates) <= 20
     assert sum(row["count"] for row in result.details["most_sampled"]) <= 20
     assert [row["epoch"] for row in result.trace] == [1, 2]
+    assert [point["epoch"] for point in result.ranking_history] == [2]  # ranking_every 2
+    assert result.ranking_history[0]["rankings"].keys() == result.rankings.keys()
     assert format_genotype(result.candidates[0].genotype) in {
         format_genotype(g) for g in SPACE.enumerate()}
 

@@ -102,6 +102,9 @@ def test_search_grows_the_pool_and_stops_when_the_space_is_exhausted(tiny_corpus
     assert len(result.candidates) == result.details["pool"] == pools[-1]
     assert set(result.rankings) == {"shared_weights_valid_ppl", "predictor_neg_performance"}
     assert len(result.rankings["predictor_neg_performance"]) == 32
+    history = result.ranking_history  # one per round, labelled by cumulative child epochs
+    assert [point["epoch"] for point in history] == [row["epoch"] for row in result.trace]
+    assert all(len(point["rankings"]["shared_weights_valid_ppl"]) == 32 for point in history)
 
 
 def test_pool_sizes_are_clamped_to_the_space_with_a_record(tiny_corpus):

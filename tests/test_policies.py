@@ -51,11 +51,15 @@ def test_random_is_uniform_across_seeds(tiny_corpus):
 
 
 def test_random_ws_ranks_every_cell_of_a_small_space(tiny_corpus):
-    config = RandomWSConfig(TOY_MODEL, TrainConfig(epochs=2, batch_size=8, eval_batch_size=8, bptt=10))
+    config = RandomWSConfig(TOY_MODEL, TrainConfig(epochs=3, batch_size=8, eval_batch_size=8, bptt=10),
+                            ranking_every=2)
     result = get_policy("random_ws")(config).search(toy_task(tiny_corpus))
+    [snapshot] = result.ranking_history  # epoch 2 only
+    assert snapshot["epoch"] == 2 and set(snapshot["rankings"]["shared_weights_valid_ppl"]) == set(range(32))
+    assert snapshot["rankings"]["shared_weights_valid_ppl"] != result.rankings["shared_weights_valid_ppl"]
     assert set(result.rankings["shared_weights_valid_ppl"]) == set(range(32))
     assert len(result.candidates) == 32
-    assert result.trace[-1]["epoch"] == 2
+    assert result.trace[-1]["epoch"] == 3
     best = result.candidates[0]
     assert best.score == min(result.rankings["shared_weights_valid_ppl"].values())
 
@@ -65,4 +69,4 @@ def test_random_ws_samples_candidates_in_a_large_space(tiny_corpus):
                             score_all_up_to=10, num_candidates=5)
     result = get_policy("random_ws")(config).search(toy_task(tiny_corpus, nodes=3))
     assert len({c.genotype for c in result.candidates}) == 5
-    assert result.rankings == {}
+    assert result.rankings == {} and result.ranking_history == []  # nothing to rank whole

@@ -29,7 +29,7 @@ from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, regist
 from naseval.runtime import seed_everything
 from naseval.space import Genotype, SearchSpace, format_genotype
 from naseval.train import Step, TrainConfig, build_model_and_data, evaluate, fit, perplexity
-from naseval.weight_sharing import Chunks, ranked_candidates, score_cells
+from naseval.weight_sharing import Chunks, RankingHistory, ranked_candidates, score_cells
 
 ORDERS = ("first", "second")
 
@@ -47,6 +47,7 @@ class DartsConfig:
     batch_norm: bool = True  # on s0 and every node, without affine parameters
     hessian_epsilon: float = 1e-2  # finite-difference step, divided by the gradient's norm
     score_all_up_to: int = 64  # spaces this small are ranked whole
+    ranking_every: int = 2  # epochs between rankings of the whole space during training; 0: none
 
     def __post_init__(self) -> None:
         require(self.order in ORDERS, "order", self.order, f"one of {', '.join(ORDERS)}")
@@ -54,6 +55,7 @@ class DartsConfig:
             require(getattr(self, key) > 0, key, getattr(self, key), "a number > 0")
         require(self.arch_weight_decay >= 0, "arch_weight_decay", self.arch_weight_decay, "a number >= 0")
         require(self.score_all_up_to >= 1, "score_all_up_to", self.score_all_up_to, "an integer >= 1")
+        require(self.ranking_every >= 0, "ranking_every", self.ranking_every, "an integer >= 0")
 
 
 def mixing_weights(alphas: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -190,7 +192,17 @@ class DartsPolicy(SearchPolicy):
         def as_arch(genotype: Genotype) -> list[torch.Tensor]:
             return one_hot(genotype, space, like=model.cell.W0)
 
+        def rank(cells: list[Genotype]) -> dict[str, dict[int, float]]:
+            return {
+                "alpha_neg_log_prob": {space.to_id(g): neg_log_prob(architect.alphas, g, space) for g in cells},
+                "shared_weights_valid_ppl": score_cells(model, valid_data, cells, space, bptt, as_arch),
+            }
+
+        enumerable = space.size <= config.score_all_up_to
+        history = RankingHistory(config.ranking_every if enumerable else 0, lambda: rank(list(space.enumerate())))
+
         def after_epoch(epoch: int) -> dict:
+            history(epoch)
             best = argmax_cell(architect.alphas, space)
             return {
                 "cell_id": space.to_id(best), "genotype": format_genotype(best),
@@ -203,16 +215,12 @@ class DartsPolicy(SearchPolicy):
                      after_epoch=after_epoch)
 
         best = argmax_cell(architect.alphas, space)
-        enumerable = space.size <= config.score_all_up_to
         cells = list(space.enumerate()) if enumerable else [best]
+        rankings = rank(cells) if enumerable else {}
         alpha_scores = {space.to_id(g): neg_log_prob(architect.alphas, g, space) for g in cells}
-        rankings = {
-            "alpha_neg_log_prob": alpha_scores,
-            "shared_weights_valid_ppl": score_cells(model, valid_data, cells, space, bptt, as_arch),
-        } if enumerable else {}
         details = {
             "argmax": format_genotype(best),
             "mixing_weights": [w.cpu().tolist() for w in architect.weights()],  # per node: [pred][op]
         }
         return SearchResult(ranked_candidates(cells, alpha_scores, space), fitted.history, rankings,
-                            details=details)
+                            details=details, ranking_history=history.snapshots)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +27,7 @@ from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, regist
 from naseval.runtime import seed_everything
 from naseval.space import Genotype, SearchSpace, format_genotype
 from naseval.train import TrainConfig, build_model_and_data, evaluate, fit, perplexity
-from naseval.weight_sharing import Chunks, ranked_candidates, score_cells
+from naseval.weight_sharing import Chunks, RankingHistory, ranked_candidates, score_cells
 
 CONTROLLER_INIT_RANGE = 0.1  # ENAS initializes every controller weight uniformly in +-0.1
 
@@ -62,11 +62,13 @@ class EnasConfig:
     cell_output: str = "loose_ends"  # ENAS's rule; "mean" is DARTS's
     derive_samples: int = 100  # cells sampled from the final controller and scored
     score_all_up_to: int = 64  # spaces this small are also ranked whole
+    ranking_every: int = 2  # epochs between rankings of the whole space during training; 0: none
 
     def __post_init__(self) -> None:
         require(self.cell_output in CELL_OUTPUTS, "cell_output", self.cell_output, f"one of {CELL_OUTPUTS}")
         for key in ("derive_samples", "score_all_up_to"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
+        require(self.ranking_every >= 0, "ranking_every", self.ranking_every, "an integer >= 0")
 
 
 @dataclass
@@ -192,8 +194,18 @@ class EnasPolicy(SearchPolicy):
             with torch.no_grad():
                 return controller.mode().genotype
 
+        def controller_ranking(cells: Iterable[Genotype]) -> dict[int, float]:
+            with torch.no_grad():
+                return {space.to_id(g): -controller.score(g).log_prob.item() for g in cells}
+
+        enumerable = space.size <= config.score_all_up_to
+        history = RankingHistory(config.ranking_every if enumerable else 0, lambda: {
+            "shared_weights_valid_ppl": score_cells(model, valid_data, space.enumerate(), space, bptt),
+            "controller_neg_log_prob": controller_ranking(space.enumerate())})
+
         def train_controller(epoch: int) -> dict:
             stats = [reinforce.step(rng, reward_of) for _ in range(config.controller.steps_per_epoch)]
+            history(epoch)
             best = mode()
             return {
                 "cell_id": space.to_id(best), "genotype": format_genotype(best),
@@ -211,15 +223,12 @@ class EnasPolicy(SearchPolicy):
             sampled = [controller.sample(rng).genotype for _ in range(config.derive_samples)]
         counts = Counter(sampled)
         derived = list(counts)  # distinct, in order of first draw
-        enumerable = space.size <= config.score_all_up_to
         scored = list(space.enumerate()) if enumerable else derived
         scores = score_cells(model, valid_data, scored, space, bptt)
         rankings = {}
         if enumerable:
             rankings["shared_weights_valid_ppl"] = scores
-            with torch.no_grad():
-                rankings["controller_neg_log_prob"] = {
-                    space.to_id(g): -controller.score(g).log_prob.item() for g in scored}
+            rankings["controller_neg_log_prob"] = controller_ranking(scored)
         best = mode()
         details = {
             "controller_mode": format_genotype(best),
@@ -229,4 +238,4 @@ class EnasPolicy(SearchPolicy):
             "most_sampled": [{"genotype": format_genotype(g), "count": n} for g, n in counts.most_common(5)],
         }
         return SearchResult(ranked_candidates(derived, scores, space), trace, rankings,
-                            cell_output=config.cell_output, details=details)
+                            cell_output=config.cell_output, details=details, ranking_history=history.snapshots)

@@ -29,7 +29,7 @@ from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, regist
 from naseval.runtime import seed_everything
 from naseval.space import Genotype, SearchSpace, format_genotype
 from naseval.train import TrainConfig, build_model_and_data, evaluate, fit
-from naseval.weight_sharing import ranked_candidates, score_cells
+from naseval.weight_sharing import RankingHistory, ranked_candidates, score_cells
 
 START = 0  # the decoder's first input token
 VALIDATION_CELLS = 4  # pool cells whose mean validation loss tracks the child model
@@ -70,10 +70,12 @@ class NaoConfig:
     new_cells: int = 300  # proposed per round
     max_step_size: int = 100  # the step grows 1, 2, ... up to this until enough new cells decode
     score_all_up_to: int = 64  # spaces this small are also ranked whole
+    ranking_every: int = 1  # rounds between rankings of the whole space by the child model; 0: none
 
     def __post_init__(self) -> None:
         for key in ("rounds", "seed_cells", "top_cells", "new_cells", "max_step_size", "score_all_up_to"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
+        require(self.ranking_every >= 0, "ranking_every", self.ranking_every, "an integer >= 0")
 
 
 class Tokens:
@@ -246,6 +248,10 @@ class NaoPolicy(SearchPolicy):
         def validate() -> float:
             return float(np.mean([evaluate(model, valid_data, g, bptt) for g in pool[:VALIDATION_CELLS]]))
 
+        enumerable = space.size <= config.score_all_up_to
+        history = RankingHistory(config.ranking_every if enumerable else 0, lambda: {
+            "shared_weights_valid_ppl": scores | score_cells(
+                model, valid_data, [g for g in space.enumerate() if space.to_id(g) not in scores], space, bptt)})
         trace, stop = [], f"ran {config.rounds} rounds"
         for round_ in range(1, config.rounds + 1):
             fitted = fit(model, train_data, config.train, rng, sample_from_pool, validate, f"nao round {round_}")
@@ -256,6 +262,7 @@ class NaoPolicy(SearchPolicy):
                    "score": scores[space.to_id(best)], "child_valid_ppl": fitted.history[-1]["valid_ppl"],
                    "epd_mse": None, "epd_nll": None, "new_cells": 0, "step_size": None}
             trace.append(row)
+            history(round_, epoch=row["epoch"])
             if round_ == config.rounds:
                 break
             if len(pool) == space.size:
@@ -274,7 +281,7 @@ class NaoPolicy(SearchPolicy):
             pool += new
 
         rankings = {}
-        if space.size <= config.score_all_up_to:
+        if enumerable:
             cells = list(space.enumerate())
             train_epd(epd, optimizer, pool, performance_targets([scores[space.to_id(g)] for g in pool]),
                       config.epd, rng)
@@ -283,4 +290,5 @@ class NaoPolicy(SearchPolicy):
             rankings["predictor_neg_performance"] = dict(zip(
                 (space.to_id(g) for g in cells), (-predicted(epd, cells)).tolist(), strict=True))
         details = {"stopped": stop, "pool": len(pool), "clamped": clamps}
-        return SearchResult(ranked_candidates(pool, scores, space), trace, rankings, details=details)
+        return SearchResult(ranked_candidates(pool, scores, space), trace, rankings, details=details,
+                            ranking_history=history.snapshots)

@@ -1,0 +1,221 @@
+"""metrics/report.md: the analysis as tables, figures and plain sentences, each finding with its
+number and its uncertainty. Rendered from the same summary that becomes the metrics JSON."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from naseval.analysis import Analysis, AnalysisConfig
+
+
+def number(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}".replace("-", "−")
+
+
+def p_value(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}" if value < 0.01 else f"{value:.2f}"
+
+
+def mean_std(stats: dict[str, float] | None, digits: int = 1) -> str:
+    return "n/a" if stats is None else f"{number(stats['mean'], digits)} ± {number(stats['std'], digits)}"
+
+
+def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def finished(stats: dict[str, Any]) -> int:
+    """How many of a policy's runs finished (the rest failed)."""
+    return stats["seeds"] - stats["failed"]["count"]
+
+
+def comparison_findings(summary: dict[str, Any], config: AnalysisConfig) -> list[str]:
+    comparison = summary.get("comparison")
+    if comparison is None:
+        return []
+    policy, baseline = comparison["policy"], comparison["baseline"]
+    ours, theirs = (summary["policies"][p] for p in (policy, baseline))
+    low, high = comparison["difference_interval"]
+    findings = [
+        f"**{policy}** mean test perplexity {mean_std(ours['test_ppl'])} ({finished(ours)} seeds) vs "
+        f"**{baseline}** {mean_std(theirs['test_ppl'])} ({finished(theirs)} seeds): "
+        f"difference {number(comparison['difference_of_means'])}, "
+        f"{comparison['confidence']:.0%} bootstrap interval [{number(low)}, {number(high)}]; "
+        f"Welch p = {p_value(comparison['welch_p'])}, Mann-Whitney p = {p_value(comparison['mann_whitney_p'])}; "
+        f"a seed of {policy} beats a seed of {baseline} with probability "
+        f"{comparison['probability_of_beating_baseline']:.2f}. {verdict(comparison, config)}"
+    ]
+    if comparison["smallest_possible_mann_whitney_p"] >= config.significance:
+        findings.append(
+            f"With these seed counts the Mann-Whitney test cannot go below p = "
+            f"{p_value(comparison['smallest_possible_mann_whitney_p'])}: more seeds are needed before it "
+            f"could show a difference at α = {config.significance}.")
+    return findings
+
+
+def verdict(comparison: dict[str, Any], config: AnalysisConfig) -> str:
+    """Judged by Welch's test, or by Mann-Whitney where Welch is undefined."""
+    policy, baseline = comparison["policy"], comparison["baseline"]
+    p = comparison["welch_p"] if comparison["welch_p"] is not None else comparison["mann_whitney_p"]
+    if p is None or p >= config.significance:
+        return f"No evidence that {policy} beats {baseline} (α = {config.significance})."
+    better = comparison["difference_of_means"] < 0
+    return (f"Evidence that {policy} {'beats' if better else 'is worse than'} {baseline} "
+            f"(p = {p_value(p)} < α = {config.significance}).")
+
+
+def ground_truth_findings(summary: dict[str, Any]) -> list[str]:
+    truth = summary.get("ground_truth")
+    if truth is None:
+        return ["The space is too large to enumerate: there is no ground truth, so only perplexities are "
+                "reported."]
+    ceiling = truth["noise_ceiling_kendall_tau"]
+    findings = [f"Ground truth: all {truth['cells']} cells trained from scratch with seeds "
+                f"{', '.join(map(str, truth['seeds']))}; the best is cell {truth['best_cell_id']} "
+                f"({truth['best_genotype']}), mean validation perplexity {number(truth['best_valid_ppl'])}."]
+    if ceiling is None:
+        findings.append("With one ground-truth seed there is no noise ceiling: how much of the ground-truth "
+                        "ranking is training noise is unknown.")
+    elif ceiling < truth["low_noise_ceiling"]:
+        findings.append(
+            f"**Noise ceiling: the ground-truth rankings of different training seeds agree with Kendall tau "
+            f"{number(ceiling, 2)}, below {truth['low_noise_ceiling']}.** Ground truth itself is mostly training "
+            f"noise at this budget: ground-truth ranks, regrets and every tau below are uncertain to that extent. "
+            f"Train the cells longer or add ground-truth seeds before drawing conclusions.")
+    else:
+        findings.append(f"Noise ceiling: ground-truth rankings of different training seeds agree with Kendall tau "
+                        f"{number(ceiling, 2)}; no weight-sharing ranking can be expected to agree better.")
+    for policy, stats in summary["policies"].items():
+        if "ground_truth_rank" in stats:
+            runs = [r for name, r in summary["runs"].items() if name.startswith(f"{policy}/") and r["status"] == "ok"]
+            findings.append(
+                f"{policy}'s cells rank {', '.join(str(r['ground_truth_rank']) for r in runs)} of {truth['cells']} "
+                f"in ground truth (regret {', '.join('+' + number(r['regret']) for r in runs)} perplexity); "
+                f"it found the best cell in {stats['found_best_cell']} of {len(runs)} seeds.")
+    if all(stats.get("found_best_cell", 0) == 0 for stats in summary["policies"].values()):
+        findings.append("No policy found the best cell.")
+    return findings
+
+
+def weight_sharing_findings(analysis: Analysis, config: AnalysisConfig) -> list[str]:
+    summary = analysis.summary
+    ceiling = summary.get("ground_truth", {}).get("noise_ceiling_kendall_tau")
+    per_run = summary.get("weight_sharing", {})
+    findings = []
+    for policy, stats in summary["policies"].items():
+        for name, ranking in stats.get("weight_sharing", {}).items():
+            agreements = {run: by_name[name] for run, by_name in per_run.items()
+                          if run.startswith(f"{policy}/") and name in by_name}
+            sentence = f"{policy}, ranking `{name}`:"
+            if agreements:
+                taus = ", ".join(number(a["kendall_tau"], 2) for a in agreements.values())
+                significant = sum(a["kendall_tau_p"] is not None and a["kendall_tau_p"] < config.significance
+                                  for a in agreements.values())
+                top = max(config.top_k)
+                overlap = sum(a[f"top_{top}_overlap"] for a in agreements.values()) / len(agreements)
+                sentence += (f" Kendall tau with the ground truth {taus} (runs {', '.join(agreements)}; mean "
+                             f"{number(ranking['kendall_tau']['mean'], 2) if ranking.get('kendall_tau') else 'n/a'}"
+                             f"{'' if ceiling is None else f', noise ceiling {number(ceiling, 2)}'}); "
+                             f"different from 0 at p < {config.significance} in {significant} of "
+                             f"{len(agreements)}; "
+                             f"on average {overlap:.0%} of the ground truth's top {top} are in its top {top}.")
+            if ranking["seed_to_seed_kendall_tau"] is not None:
+                sentence += (f" Between search seeds the ranking agrees with itself at Kendall tau "
+                             f"{number(ranking['seed_to_seed_kendall_tau']['mean'], 2)}.")
+            findings.append(sentence)
+    findings += tau_over_training_findings(analysis.tau_rows)
+    return findings
+
+
+def tau_over_training_findings(rows: list[dict[str, Any]]) -> list[str]:
+    curves: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        curves[row["run"], row["ranking"]].append(row)
+    return [
+        f"Over search, tau of {run} `{name}` went from {number(points[0]['kendall_tau'], 2)} (epoch "
+        f"{points[0]['epoch']}) to {number(points[-1]['kendall_tau'], 2)} (epoch {points[-1]['epoch']})."
+        for (run, name), points in curves.items() if len(points) > 1
+    ]
+
+
+def failure_findings(summary: dict[str, Any]) -> list[str]:
+    findings = []
+    for policy, stats in summary["policies"].items():
+        failed = stats["failed"]
+        if failed["count"]:
+            reasons = "; ".join(f"seed {s}: {summary['runs'][f'{policy}/{s}']['reason']}" for s in failed["seeds"])
+            findings.append(f"**{failed['count']} of {stats['seeds']} {policy} runs failed** ({reasons}); the "
+                            f"statistics cover the other runs.")
+    return findings
+
+
+def policy_table(summary: dict[str, Any]) -> str:
+    rows = []
+    for policy, stats in summary["policies"].items():
+        test = stats.get("test_ppl")
+        rows.append([
+            policy, f"{finished(stats)}/{stats['seeds']}", mean_std(test),
+            number(test and test["median"]), number(test and test["best"]), number(test and test["worst"]),
+            mean_std(stats.get("valid_ppl")), mean_std(stats.get("ground_truth_rank")),
+            mean_std(stats.get("regret")), stats.get("distinct_cells", "n/a"),
+        ])
+    return markdown_table(["policy", "runs ok", "test ppl", "median", "best", "worst", "valid ppl",
+                           "ground-truth rank", "regret", "distinct cells"], rows)
+
+
+def runs_table(summary: dict[str, Any]) -> str:
+    rows = [[name, run["status"], f"`{run['genotype']}`" if run.get("genotype") else "n/a",
+             number(run.get("search_score"), 2),
+             number(run.get("valid_ppl")), number(run.get("test_ppl")), run.get("ground_truth_rank", "n/a"),
+             number(run.get("regret")) if "regret" in run else "n/a"]
+            for name, run in summary["runs"].items()]
+    return markdown_table(["run", "status", "cell", "search score", "valid ppl", "test ppl",
+                           "ground-truth rank", "regret"], rows)
+
+
+def weight_sharing_table(summary: dict[str, Any], config: AnalysisConfig) -> str:
+    rows = [[run, f"`{name}`", number(a["kendall_tau"], 3), p_value(a["kendall_tau_p"]),
+             number(a["spearman_rho"], 3), *(f"{a[f'top_{k}_overlap']:.2f}" for k in config.top_k)]
+            for run, by_name in summary.get("weight_sharing", {}).items() for name, a in by_name.items()]
+    return markdown_table(["run", "ranking", "Kendall tau", "p (tau = 0)", "Spearman rho",
+                           *(f"top-{k} overlap" for k in config.top_k)], rows)
+
+
+def ground_truth_table(analysis: Analysis, best: int = 5) -> str:
+    rows = sorted(analysis.ground_truth_rows, key=lambda row: row["rank"])[:best]
+    seeds = [key for key in rows[0] if key.startswith("seed_")]
+    return markdown_table(["rank", "cell", "genotype", "mean valid ppl", *seeds],
+                          [[r["rank"], r["cell_id"], f"`{r['genotype']}`", number(r["mean_valid_ppl"]),
+                            *(number(r[s]) for s in seeds)] for r in rows])
+
+
+def render_report(analysis: Analysis, figures: dict[str, str], config: AnalysisConfig) -> str:
+    """`figures`: caption -> path relative to the report."""
+    summary = analysis.summary
+    experiment = summary["experiment"]
+    sections = [
+        f"# naseval report: {experiment['policy']} vs {experiment['baseline']}",
+        f"Search seeds {', '.join(map(str, experiment['seeds']))}. Lower perplexity is better. "
+        f"Generated by the analyze stage from `metrics/summary.json`'s numbers.",
+        "## Findings",
+        "\n".join(f"- {finding}" for finding in (
+            failure_findings(summary) + comparison_findings(summary, config) + ground_truth_findings(summary)
+            + weight_sharing_findings(analysis, config))),
+        "## Policies (test perplexity of each seed's found cell, trained from scratch)",
+        policy_table(summary),
+        "## Runs",
+        runs_table(summary),
+    ]
+    if summary.get("weight_sharing"):
+        sections += ["## Weight sharing vs ground truth", weight_sharing_table(summary, config)]
+    if analysis.ground_truth_rows:
+        sections += ["## Ground truth: the best cells", ground_truth_table(analysis)]
+    if figures:
+        sections += ["## Figures", "\n\n".join(f"![{caption}]({path})\n\n*{caption}*"
+                                              for caption, path in figures.items())]
+    return "\n\n".join(sections) + "\n"

@@ -1,0 +1,79 @@
+"""The report states each finding with its number; the figures are drawn from the same analysis."""
+
+import pytest
+
+from naseval.analysis import AnalysisConfig, Experiment, GroundTruth, RunRecord, analyze
+from naseval.figures import render_figures
+from naseval.report import render_report
+
+CONFIG = AnalysisConfig()
+CONSISTENT = GroundTruth({0: {0: 60.0, 1: 61.0, 2: 62.0, 3: 63.0}, 1: {0: 60.2, 1: 61.1, 2: 62.3, 3: 62.9}},
+                         {0: "tanh:0", 1: "relu:0", 2: "sigmoid:0", 3: "identity:0"})
+NOISY = GroundTruth({0: {0: 60.0, 1: 61.0, 2: 62.0, 3: 63.0}, 1: {0: 63.0, 1: 62.0, 2: 61.0, 3: 60.0}})
+HISTORY = [{"epoch": 1, "rankings": {"shared_weights_valid_ppl": {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}}},
+           {"epoch": 3, "rankings": {"shared_weights_valid_ppl": {0: 4.0, 1: 3.0, 2: 2.0, 3: 1.0}}}]
+
+
+def runs(policy_ppl=(60.0, 60.5), baseline_ppl=(66.0, 67.0)):
+    ws = {"shared_weights_valid_ppl": {0: 3.0, 1: 1.0, 2: 2.0, 3: 4.0}}
+    return [RunRecord("enas", seed, 1 + seed, f"cell{1 + seed}", 1.0, ppl - 2, ppl, ws, ranking_history=HISTORY)
+            for seed, ppl in enumerate(policy_ppl)] + [
+        RunRecord("random", seed, 3, "cell3", None, ppl - 2, ppl) for seed, ppl in enumerate(baseline_ppl)]
+
+
+def report(truth=CONSISTENT, records=None, experiment=Experiment("enas", "random", (0, 1))):
+    result = analyze(records or runs(), truth, experiment, CONFIG)
+    return render_report(result, {"a figure": "figures/a.png"}, CONFIG)
+
+
+def test_report_states_the_comparison_with_its_numbers():
+    text = report()
+    assert "**enas** mean test perplexity 60.2 ± 0.4 (2 seeds) vs **random** 66.5 ± 0.7 (2 seeds)" in text
+    assert "a seed of enas beats a seed of random with probability 1.00" in text
+    assert "cannot go below p = 0.33" in text
+    assert "Evidence that enas beats random (p = 0.02" in text  # Welch on these samples: p = 0.0156
+
+
+def test_report_says_no_evidence_when_the_difference_is_noise():
+    text = report(records=runs(policy_ppl=(60.0, 66.0), baseline_ppl=(61.0, 65.0)))
+    assert "No evidence that enas beats random (α = 0.05)." in text
+
+
+def test_low_noise_ceiling_is_reported_as_noisy_ground_truth():
+    noisy = report(NOISY)
+    assert "Kendall tau −1.00, below 0.5.** Ground truth itself is mostly training noise" in noisy
+    consistent = report(CONSISTENT)
+    assert "mostly training noise" not in consistent and "agree with Kendall tau 1.00" in consistent
+
+
+def test_report_names_ranks_the_best_cell_and_weight_sharing_agreement():
+    text = report()
+    assert "the best is cell 0 (tanh:0)" in text
+    assert "enas's cells rank 2, 3 of 4" in text and "No policy found the best cell." in text
+    assert "enas, ranking `shared_weights_valid_ppl`: Kendall tau with the ground truth 0.33, 0.33" in text
+    assert "Between search seeds the ranking agrees with itself at Kendall tau 1.00" in text
+    assert "went from 1.00 (epoch 1) to −1.00 (epoch 3)" in text
+    assert "![a figure](figures/a.png)" in text
+
+
+def test_failed_runs_are_counted_in_the_report():
+    failed = RunRecord("enas", 1, None, None, None, None, None, failure="training diverged: loss nan at row 0")
+    text = report(records=runs()[:1] + [failed] + runs()[2:])
+    assert "**1 of 2 enas runs failed** (seed 1: training diverged: loss nan at row 0)" in text
+
+
+def test_without_ground_truth_the_report_says_why():
+    text = report(truth=None)
+    assert "too large to enumerate" in text and "with the ground truth" not in text
+    assert "Between search seeds the ranking agrees with itself" in text  # instability needs no ground truth
+
+
+@pytest.mark.parametrize("truth, expected", [
+    (CONSISTENT, {"final_ppl.png", "ground_truth.png", "ranking_vs_ground_truth.png", "tau_over_training.png"}),
+    (None, {"final_ppl.png"}),
+])
+def test_figures_are_written_as_non_empty_pngs(truth, expected):
+    figures = render_figures(analyze(runs(), truth, Experiment("enas", "random", (0, 1)), CONFIG))
+    assert set(figures) == expected
+    for caption, image in figures.values():
+        assert caption and image.startswith(b"\x89PNG\r\n\x1a\n") and len(image) > 5000
