@@ -7,13 +7,14 @@ import yaml
 from conftest import ROOT
 from typer.testing import CliRunner
 
-from naseval.analysis import Experiment, analyze
+from naseval.analysis import AnalysisConfig, Experiment, analyze
 from naseval.data import save_corpus
 from naseval.ground_truth import GroundTruthConfig
 from naseval.model import ModelConfig
 from naseval.params import build, load, read_params
 from naseval.policies import get_policy, policy_names
 from naseval.records import read_run
+from naseval.report import render_report
 from naseval.runtime import read_json
 from naseval.space import SearchSpace
 from naseval.train import TrainConfig
@@ -66,6 +67,14 @@ def test_profiles_are_valid(profile):
     load(ModelConfig, params, "model")
     load(TrainConfig, params, "train")
     load(GroundTruthConfig, params, "ground_truth")
+    load(AnalysisConfig, params, "analysis")
+
+
+def test_compare_outside_a_dvc_repository_is_one_line_and_non_zero(tmp_path):
+    result = runner.invoke(app, ["compare", "--repo", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: dvc exp show failed in {tmp_path}: ")
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_a_diverged_search_is_a_failed_run_that_reaches_the_analysis(tmp_path, tiny_corpus):
@@ -91,6 +100,8 @@ def test_a_diverged_search_is_a_failed_run_that_reaches_the_analysis(tmp_path, t
     assert "search failed: " in (run / "search" / "search.log").read_text()
     record = read_run(tmp_path / "runs", "darts", 0)
     assert record.failure.startswith("search: ") and record.test_ppl is None
-    summary = analyze([record], {}).summary
-    assert summary["policies"]["darts"]["failed"] == {"count": 1, "seeds": [0]}
-    assert summary["runs"]["darts/0"]["status"] == "failed"
+    result = analyze([record], None, Experiment("darts", "darts", (0,)))
+    assert result.summary["policies"]["darts"]["failed"] == {"count": 1, "seeds": [0]}
+    assert result.summary["runs"]["darts/0"]["status"] == "failed"
+    assert "**1 of 1 darts runs failed** (seed 0: search: architecture step diverged" in render_report(
+        result, {}, AnalysisConfig())

@@ -13,7 +13,8 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
-TINY_SEARCH = {"model": {"hidden_size": 8}, "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10}}
+TINY_SEARCH = {"model": {"hidden_size": 8}, "ranking_every": 1,
+               "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10}}
 TINY = {
     "seeds": [0, 1],
     "data": {"vocab_size": 200, "max_train_tokens": 4000, "max_eval_tokens": 1000},
@@ -71,6 +72,11 @@ def test_repro_then_experiment_with_another_policy(repo):
     tau = first["weight_sharing"]["random_ws/0"]["shared_weights_valid_ppl"]["kendall_tau"]
     assert -1.0 <= tau <= 1.0
     assert (repo / "runs/policies/random_ws/seed_1/search/search.log").stat().st_size > 0
+    assert "**random_ws** mean test perplexity" in (repo / "metrics" / "report.md").read_text()
+    assert {p.name for p in (repo / "metrics" / "figures").iterdir()} == {
+        "final_ppl.png", "ground_truth.png", "ranking_vs_ground_truth.png", "tau_over_training.png"}
+    tau_plot = (repo / "metrics" / "plots" / "tau_over_training.csv").read_text().splitlines()
+    assert tau_plot[0] == "run,ranking,epoch,kendall_tau" and len(tau_plot) == 3  # 2 seeds x epoch 1
     assert "Data and pipelines are up to date" in run(repo, "dvc", "repro").stdout
 
     run(repo, "git", "add", "-A")
@@ -87,6 +93,7 @@ def test_repro_then_experiment_with_another_policy(repo):
     assert "policies.random_ws.test_ppl.mean" in diff
     run(repo, "dvc", "plots", "show", "-o", "plots_html")
     assert (repo / "plots_html" / "index.html").stat().st_size > 0
+    assert "final_ppl.png" in (repo / "plots_html" / "index.html").read_text()
 
 
 EXPERIMENTS = {  # policy -> (its rankings of all cells, the output rule its cell is trained with)
@@ -113,3 +120,11 @@ def test_experiments_with_the_search_policies(repo):
         assert plot[0] == "run,epoch,cell_id,genotype,score"
         assert {line.split(",")[0] for line in plot[1:]} == {f"{policy}/0", f"{policy}/1"}
         assert f"policies.{policy}.test_ppl.mean" in run(repo, "dvc", "metrics", "diff", "--json").stdout
+
+    compare = run(repo, sys.executable, "-m", "stages.compare", "--markdown", "table.md", "--csv", "table.csv")
+    table = (repo / "table.md").read_text()
+    assert compare.stdout.strip() == table.strip()
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()[2:]}
+    assert set(rows) == {"darts", "enas", "nao", "random"}
+    assert all(" | random | " in rows[policy] for policy in EXPERIMENTS)  # each vs its baseline, with p-values
+    assert (repo / "table.csv").read_text().startswith("policy,experiments,runs_ok,runs,test_ppl_mean")
