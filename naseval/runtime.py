@@ -72,6 +72,12 @@ def setup_logging(log_file: Path) -> logging.Logger:
     return logger
 
 
+def umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, content: str | bytes) -> None:
     """Write through a temporary file and rename, so a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +85,7 @@ def write_atomic(path: Path, content: str | bytes) -> None:
     try:
         with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as file:
             file.write(content)
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp's 0600 would hide results from other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -106,6 +113,7 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     """Yield a scratch folder that replaces `path` only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    os.chmod(scratch, 0o777 & ~umask())
     try:
         yield scratch
         if path.exists():
