@@ -158,9 +158,13 @@ def ranking_summary(rankings: list[Scores], truth: Scores | None) -> dict[str, A
     return summary
 
 
-def described(values: list[float | None]) -> dict[str, float] | None:
-    """`describe`, or None where there is nothing (one seed) or a value is undefined."""
-    return describe(values) if values and None not in values else None
+def described(taus: list[float | None]) -> dict[str, float] | None:
+    """Mean, std, min and max of taus (higher is better, so no best/worst), or None where there is
+    nothing (one seed) or a tau is undefined."""
+    if not taus or None in taus:
+        return None
+    stats = describe(taus)
+    return {"mean": stats["mean"], "std": stats["std"], "min": stats["best"], "max": stats["worst"]}
 
 
 def run_summary(run: RunRecord, truth: Scores | None) -> dict[str, Any]:

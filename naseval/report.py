@@ -136,11 +136,15 @@ def tau_over_training_findings(rows: list[dict[str, Any]]) -> list[str]:
     curves: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         curves[row["run"], row["ranking"]].append(row)
-    return [
-        f"Over search, tau of {run} `{name}` went from {number(points[0]['kendall_tau'], 2)} (epoch "
-        f"{points[0]['epoch']}) to {number(points[-1]['kendall_tau'], 2)} (epoch {points[-1]['epoch']})."
-        for (run, name), points in curves.items() if len(points) > 1
-    ]
+    findings = []
+    for (run, name), points in curves.items():
+        taus = [p["kendall_tau"] for p in points if p["kendall_tau"] is not None]
+        if len(points) > 1 and taus:
+            findings.append(
+                f"Over search, tau of {run} `{name}` went from {number(points[0]['kendall_tau'], 2)} (epoch "
+                f"{points[0]['epoch']}) to {number(points[-1]['kendall_tau'], 2)} (epoch {points[-1]['epoch']}), "
+                f"between {number(min(taus), 2)} and {number(max(taus), 2)} on the way.")
+    return findings
 
 
 def failure_findings(summary: dict[str, Any]) -> list[str]:
