@@ -151,6 +151,13 @@ class Corpus:
     vocabulary: list[str]
     splits: dict[str, np.ndarray]  # split -> token ids
 
+    def digest(self) -> str:
+        """Identifies the data a run was trained on (for its checkpoints)."""
+        content = hashlib.sha256("\n".join(self.vocabulary).encode())
+        for split in SPLITS:
+            content.update(np.ascontiguousarray(self.splits[split]).tobytes())
+        return content.hexdigest()[:16]
+
     def describe(self, files: dict[str, Path], config: DataConfig) -> dict:
         """What the results were trained on, recorded beside the prepared data."""
         return {

@@ -23,6 +23,7 @@ import torch
 from naseval.errors import NasevalError
 
 DEVICES = ("cpu", "cuda", "auto")
+RESUME = ".resume"  # inside a resumable scratch folder: checkpoints, removed when the stage succeeds
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -60,13 +61,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def setup_logging(log_file: Path) -> logging.Logger:
-    """Log to the terminal and to a file in the stage's output folder."""
+    """Log to the terminal and to a file in the stage's output folder (appending: a resumed run
+    keeps the log of the run it continues)."""
     logger = logging.getLogger("naseval")
     logger.setLevel(logging.INFO)
     logger.handlers.clear()
     log_file.parent.mkdir(parents=True, exist_ok=True)
     formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
-    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(log_file, mode="w")):
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(log_file, mode="a")):
         handler.setFormatter(formatter)
         logger.addHandler(handler)
     return logger
@@ -109,18 +111,33 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str] | None 
 
 
 @contextmanager
-def atomic_directory(path: Path) -> Iterator[Path]:
-    """Yield a scratch folder that replaces `path` only if the block succeeds."""
+def atomic_directory(path: Path, resumable: bool = False) -> Iterator[Path]:
+    """Yield a scratch folder that replaces `path` only if the block succeeds.
+
+    A `resumable` scratch has a fixed name, `.<name>.partial`, and survives a kill (SIGKILL,
+    preemption, Ctrl-C): the next run finds the checkpoints left in its `RESUME` folder and
+    continues. An error raised in the block removes it, as it does a plain scratch folder; success
+    removes the `RESUME` folder, so the outputs hold results only.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    if resumable:
+        scratch = path.parent / f".{path.name}.partial"
+        scratch.mkdir(exist_ok=True)
+    else:
+        scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     os.chmod(scratch, 0o777 & ~umask())
     try:
         yield scratch
+        shutil.rmtree(scratch / RESUME, ignore_errors=True)
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(scratch, path)
-    finally:
+    except Exception:
         shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    finally:
+        if not resumable:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def read_json(path: Path) -> Any:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from naseval.checkpoint import Checkpoint, random_states, restore_random_states
 from naseval.data import SPLITS, Corpus, batchify, get_batch
 from naseval.errors import TrainingDiverged
 from naseval.model import LanguageModel, ModelConfig
@@ -63,7 +64,9 @@ class TrainConfig:
 
 
 def perplexity(loss: float) -> float:
-    return math.exp(min(loss, 700.0))  # exp overflows a float beyond ~709
+    """exp(loss), capped below the float overflow at ~709; a NaN loss (a cell that blows up under
+    shared weights) is infinitely bad, so that it ranks last instead of anywhere."""
+    return math.inf if math.isnan(loss) else math.exp(min(loss, 700.0))
 
 
 @torch.no_grad()
@@ -164,21 +167,31 @@ def fit(
     description: str = "train",
     show_progress: bool = True,
     after_epoch: Callable[[int], dict[str, Any]] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> FitResult:
     """Train for `config.epochs`, keeping the state with the best validation perplexity.
 
     `after_epoch(epoch)` finishes each epoch's training before its validation (ENAS trains its
     controller there) and returns columns to add to that epoch's history row. Like validation,
-    it sees the averaged weights once NT-ASGD has switched.
+    it sees the averaged weights once NT-ASGD has switched. With a `checkpoint`, every epoch
+    ends by saving the whole state, and a run that finds one continues from it.
     """
-    optimizer: torch.optim.Optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    best_ppl, best_state, history, valid_losses = math.inf, None, [], []
+    optimizer: torch.optim.Optimizer = sgd(model, config)
+    best_ppl, best_state, history, valid_losses, done = math.inf, None, [], [], 0
+    saved = checkpoint.load() if checkpoint else None
+    if saved:
+        model.load_state_dict(saved["model"])
+        optimizer = asgd(model, config) if saved["averaging"] else optimizer
+        optimizer.load_state_dict(saved["optimizer"])
+        best_ppl, best_state, history, valid_losses = (saved[k] for k in ("best_ppl", "best_state", "history",
+                                                                           "valid_losses"))
+        done = len(history)
+        restore_random_states(saved["random"], rng)
+        log.info("%s: resumed from %s after epoch %d", description, checkpoint.path, done)
     tokens_per_epoch = (train_data.size(0) - 1) * train_data.size(1)
-    with tqdm(total=tokens_per_epoch * config.epochs, desc=description, unit="tok",
-              unit_scale=True, leave=False, mininterval=1.0, disable=not show_progress) as progress:
-        for epoch in range(1, config.epochs + 1):
+    with tqdm(total=tokens_per_epoch * config.epochs, initial=tokens_per_epoch * done, desc=description,
+              unit="tok", unit_scale=True, leave=False, mininterval=1.0, disable=not show_progress) as progress:
+        for epoch in range(done + 1, config.epochs + 1):
             started = time.perf_counter()
             train_loss = train_epoch(model, train_data, optimizer, config, rng, choose_arch, progress)
             averaging = isinstance(optimizer, torch.optim.ASGD)
@@ -191,9 +204,7 @@ def fit(
                     best_ppl, best_state = perplexity(valid_loss), copy.deepcopy(model.state_dict())
             if (not averaging and len(valid_losses) > config.nonmono
                     and valid_loss > min(valid_losses[: -config.nonmono])):
-                optimizer = torch.optim.ASGD(
-                    model.parameters(), lr=config.lr, t0=0, lambd=0.0, weight_decay=config.weight_decay
-                )
+                optimizer = asgd(model, config)
             valid_losses.append(valid_loss)
             seconds = time.perf_counter() - started
             history.append({
@@ -203,7 +214,23 @@ def fit(
             log.info("%s epoch %d: train ppl %.2f, valid ppl %.2f%s, %.0f tok/s", description, epoch,
                      perplexity(train_loss), perplexity(valid_loss), " (ASGD)" if averaging else "",
                      tokens_per_epoch / seconds)
+            if checkpoint:
+                checkpoint.save({
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "averaging": isinstance(optimizer, torch.optim.ASGD), "best_ppl": best_ppl,
+                    "best_state": best_state, "history": history, "valid_losses": valid_losses,
+                    "random": random_states(rng),
+                })
     return FitResult(best_ppl, best_state, history)
+
+
+def sgd(model: LanguageModel, config: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def asgd(model: LanguageModel, config: TrainConfig) -> torch.optim.Optimizer:
+    """NT-ASGD's averaging phase: plain SGD steps, averaged from the switch on (t0=0, lambd=0)."""
+    return torch.optim.ASGD(model.parameters(), lr=config.lr, t0=0, lambd=0.0, weight_decay=config.weight_decay)
 
 
 def build_model_and_data(
@@ -239,6 +266,7 @@ def train_cell(
     description: str = "train",
     show_progress: bool = True,
     cell_output: str = "mean",
+    checkpoint: Checkpoint | None = None,
 ) -> CellResult:
     """Train one cell from scratch and report the best-validation model's valid and test ppl.
 
@@ -248,7 +276,8 @@ def train_cell(
     model, (train_data, valid_data, test_data) = build_model_and_data(corpus, nodes, model_config, config,
                                                                       output=cell_output)
     result = fit(model, train_data, config, rng, lambda step: genotype,
-                 lambda: evaluate(model, valid_data, genotype, config.bptt), description, show_progress)
+                 lambda: evaluate(model, valid_data, genotype, config.bptt), description, show_progress,
+                 checkpoint=checkpoint)
     model.load_state_dict(result.best_state)
     return CellResult(
         genotype=format_genotype(genotype),

@@ -55,6 +55,12 @@ class RankingHistory:
             self.snapshots.append({"epoch": point if epoch is None else epoch, "rankings": self.rank_all()})
         return {}
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"snapshots": self.snapshots}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.snapshots = state["snapshots"]
+
 
 class Chunks:
     """Consecutive (inputs, targets) slices of batchified data that wrap around at the end: the
@@ -69,3 +75,9 @@ class Chunks:
         x, y = get_batch(self.data, self.start, self.length)
         self.start += x.size(0)
         return x, y
+
+    def state_dict(self) -> dict[str, int]:
+        return {"start": self.start}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.start = state["start"]

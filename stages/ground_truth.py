@@ -9,7 +9,7 @@ from naseval.ground_truth import GroundTruthConfig, ground_truth_record
 from naseval.model import ModelConfig
 from naseval.params import load, read_params
 from naseval.records import GROUND_TRUTH
-from naseval.runtime import atomic_directory, setup_logging, write_csv, write_json
+from naseval.runtime import RESUME, atomic_directory, setup_logging, write_csv, write_json
 from naseval.space import SearchSpace
 from naseval.train import TrainConfig
 from stages.common import run_stage
@@ -26,9 +26,10 @@ def main(
     space = load(SearchSpace, values, "space")
     model_config, train_config = load(ModelConfig, values, "model"), load(TrainConfig, values, "train")
     config = load(GroundTruthConfig, values, "ground_truth")
-    with atomic_directory(out) as folder:
+    with atomic_directory(out, resumable=True) as folder:
         setup_logging(folder / "ground_truth.log")
-        record = ground_truth_record(space, load_corpus(data), model_config, train_config, config, seed)
+        record = ground_truth_record(space, load_corpus(data), model_config, train_config, config, seed,
+                                     resume=folder / RESUME)
         write_json(folder / GROUND_TRUTH, record)
         write_csv(folder / "cells.csv", record["cells"])
 

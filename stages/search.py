@@ -5,12 +5,13 @@ from pathlib import Path
 
 import typer
 
+from naseval.checkpoint import Checkpoint, fingerprint
 from naseval.data import load_corpus
 from naseval.errors import TrainingDiverged
 from naseval.params import load, read_params
 from naseval.policies import SearchTask, get_policy
 from naseval.records import SEARCH_RESULT, SEARCH_TRACE, failed_search_json, search_result_json
-from naseval.runtime import atomic_directory, setup_logging, write_csv, write_json
+from naseval.runtime import RESUME, atomic_directory, setup_logging, write_csv, write_json
 from naseval.space import SearchSpace, format_genotype
 from stages.common import run_stage
 
@@ -27,9 +28,11 @@ def main(
     policy_cls = get_policy(policy)
     config = load(policy_cls.Config, values, f"search.{policy}")
     space = load(SearchSpace, values, "space")
-    task = SearchTask(space, load_corpus(data), seed)
-    with atomic_directory(out) as folder:
+    corpus = load_corpus(data)
+    with atomic_directory(out, resumable=True) as folder:
         log = setup_logging(folder / "search.log")
+        run = fingerprint("search", policy, seed, config, space, corpus.digest())
+        task = SearchTask(space, corpus, seed, Checkpoint(folder / RESUME / "search.pt", run))
         log.info("search: policy %s, seed %d, %d cells in the space", policy, seed, space.size)
         started = time.perf_counter()
         try:

@@ -5,12 +5,13 @@ from pathlib import Path
 import torch
 import typer
 
+from naseval.checkpoint import Checkpoint, fingerprint
 from naseval.data import load_corpus
 from naseval.errors import TrainingDiverged
 from naseval.model import ModelConfig
 from naseval.params import load, read_params
 from naseval.records import TRAIN_METRICS
-from naseval.runtime import atomic_directory, read_json, setup_logging, write_csv, write_json
+from naseval.runtime import RESUME, atomic_directory, read_json, setup_logging, write_csv, write_json
 from naseval.space import SearchSpace, parse_genotype
 from naseval.train import TrainConfig, train_cell
 from stages.common import run_stage
@@ -29,7 +30,8 @@ def main(
     model_config, config = load(ModelConfig, values, "model"), load(TrainConfig, values, "train")
     top = read_json(cell)
     genotype = parse_genotype(top["genotype"], space) if top["status"] == "ok" else None
-    with atomic_directory(out) as folder:
+    corpus = load_corpus(data)
+    with atomic_directory(out, resumable=True) as folder:
         log = setup_logging(folder / "train.log")
         if genotype is None:  # nothing to train; the failure travels on to the analysis
             log.error("no cell to train: %s", top["reason"])
@@ -37,9 +39,11 @@ def main(
             return
         log.info("train %s (cell %d of %s/%d, %s output) from scratch, seed %d", top["genotype"], top["cell_id"],
                  top["policy"], top["seed"], top["cell_output"], seed)
+        checkpoint = Checkpoint(folder / RESUME / "train.pt",
+                                fingerprint("train", top, seed, space, model_config, config, corpus.digest()))
         try:
-            result = train_cell(genotype, load_corpus(data), space.nodes, model_config, config, seed,
-                                cell_output=top["cell_output"])
+            result = train_cell(genotype, corpus, space.nodes, model_config, config, seed,
+                                cell_output=top["cell_output"], checkpoint=checkpoint)
         except TrainingDiverged as diverged:
             log.error("training failed: %s", diverged)
             write_json(folder / TRAIN_METRICS, {"status": "failed", "reason": f"train: {diverged}"})

@@ -1,3 +1,6 @@
+import pytest
+
+from naseval.errors import NasevalError
 from naseval.ground_truth import GroundTruthConfig, ground_truth_record
 from naseval.model import ModelConfig
 from naseval.space import SearchSpace
@@ -23,3 +26,20 @@ def test_a_large_space_gets_a_record_without_cells(tiny_corpus):
     record = ground_truth_record(SearchSpace(8), tiny_corpus, TOY_MODEL, TOY_TRAIN, GroundTruthConfig(), 0)
     assert record["enumerable"] is False and record["cells"] == []
     assert "2642411520 cells > ground_truth.max_cells 64" in record["reason"]
+
+
+def test_a_resumed_ground_truth_keeps_finished_cells_and_trains_the_rest(tmp_path, tiny_corpus):
+    space, config = SearchSpace(1), GroundTruthConfig(workers=1)
+    whole = ground_truth_record(space, tiny_corpus, TOY_MODEL, TOY_TRAIN, config, 5, resume=tmp_path / "a")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [f"cell_{i}.json" for i in range(4)]
+    (tmp_path / "a" / "cell_2.json").unlink()
+    (tmp_path / "a" / "cell_3.json").unlink()  # "killed" while cells 2 and 3 were training
+    resumed = ground_truth_record(space, tiny_corpus, TOY_MODEL, TOY_TRAIN, config, 5, resume=tmp_path / "a")
+    assert resumed == whole
+
+
+def test_finished_cells_of_another_ground_truth_run_are_refused(tmp_path, tiny_corpus):
+    space, config = SearchSpace(1), GroundTruthConfig(workers=1)
+    ground_truth_record(space, tiny_corpus, TOY_MODEL, TOY_TRAIN, config, 5, resume=tmp_path)
+    with pytest.raises(NasevalError, match="holds cells of another ground-truth run"):
+        ground_truth_record(space, tiny_corpus, TOY_MODEL, TOY_TRAIN, config, 6, resume=tmp_path)

@@ -7,7 +7,7 @@ import torch
 from naseval.data import batchify
 from naseval.errors import TrainingDiverged
 from naseval.model import LanguageModel, ModelConfig
-from naseval.train import TrainConfig, averaged_weights, evaluate, fit, sequence_length, train_cell
+from naseval.train import TrainConfig, averaged_weights, evaluate, fit, perplexity, sequence_length, train_cell
 
 SMALL_MODEL = ModelConfig(hidden_size=16, dropout=0.1, dropouth=0.1, dropoutx=0.1, dropouti=0.1, dropoute=0.0)
 SMALL_TRAIN = TrainConfig(epochs=4, batch_size=8, eval_batch_size=8, bptt=10, lr=5.0)
@@ -81,3 +81,9 @@ def test_evaluate_is_deterministic_and_ignores_dropout(tiny_corpus):
     data = batchify(tiny_corpus.splits["valid"], 4, torch.device("cpu"))
     assert evaluate(model, data, GENOTYPE, 10) == evaluate(model, data, GENOTYPE, 10)
     assert evaluate(model, data, GENOTYPE, 10) == pytest.approx(math.log(22), rel=0.05)
+
+
+def test_a_nan_loss_is_an_infinite_perplexity_so_that_the_cell_ranks_last():
+    assert perplexity(float("nan")) == float("inf")
+    assert perplexity(1e6) == pytest.approx(math.exp(700.0))
+    assert sorted([perplexity(float("nan")), perplexity(1.0)])[0] == pytest.approx(math.e)

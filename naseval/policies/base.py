@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from naseval.checkpoint import Checkpoint, Stateful
 from naseval.data import Corpus
 from naseval.errors import NasevalError
 from naseval.space import Genotype, SearchSpace
@@ -23,6 +24,11 @@ class SearchTask:
     space: SearchSpace
     corpus: Corpus
     seed: int
+    checkpoint: Checkpoint | None = None  # where a policy that trains saves its state, to resume
+
+    def tracking(self, **stateful: Stateful) -> Checkpoint | None:
+        """The task's checkpoint, also saving the policy's own stateful objects; None without one."""
+        return self.checkpoint.tracking(**stateful) if self.checkpoint else None
 
 
 @dataclass(frozen=True)

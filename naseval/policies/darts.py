@@ -14,6 +14,7 @@ op lets a node drop a predecessor. This space has no "none", so the softmax runs
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -161,6 +162,18 @@ class Architect:
     def weights(self) -> list[torch.Tensor]:
         return [w.detach() for w in mixing_weights(self.alphas)]
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"alphas": [a.detach().clone() for a in self.alphas], "optimizer": self.optimizer.state_dict(),
+                "batches": self.batches.state_dict(), "hidden": self.hidden}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for alpha, saved in zip(self.alphas, state["alphas"], strict=True):
+                alpha.copy_(saved)  # in place: the optimizer holds these tensors
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.batches.load_state_dict(state["batches"])
+        self.hidden = state["hidden"].to(self.hidden.device)
+
     def step(self, step: Step) -> list[torch.Tensor]:
         """One alpha update before the weights' step on the same training minibatch."""
         x, y = self.batches.next()
@@ -212,7 +225,7 @@ class DartsPolicy(SearchPolicy):
 
         fitted = fit(model, train_data, config.train, rng, architect.step,
                      lambda: evaluate(model, valid_data, architect.weights(), bptt), "darts",
-                     after_epoch=after_epoch)
+                     after_epoch=after_epoch, checkpoint=task.tracking(architect=architect, history=history))
 
         best = argmax_cell(architect.alphas, space)
         cells = list(space.enumerate()) if enumerable else [best]

@@ -15,6 +15,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -147,6 +148,13 @@ class Reinforce:
         self.optimizer = torch.optim.Adam(controller.parameters(), lr=config.lr)
         self.baseline: float | None = None
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "baseline": self.baseline}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.baseline = state["baseline"]
+
     def step(self, rng: np.random.Generator, reward_of: Callable[[Genotype], float]) -> dict[str, float]:
         decisions = self.controller.sample(rng)
         reward = reward_of(decisions.genotype) + self.config.entropy_weight * decisions.entropy.item()
@@ -216,7 +224,9 @@ class EnasPolicy(SearchPolicy):
 
         # Validation scores the greedy cell after the epoch's controller phase: the run's pick.
         fitted = fit(model, train_data, config.train, rng, sample_cell,
-                     lambda: evaluate(model, valid_data, mode(), bptt), "enas", after_epoch=train_controller)
+                     lambda: evaluate(model, valid_data, mode(), bptt), "enas", after_epoch=train_controller,
+                     checkpoint=task.tracking(controller=controller, reinforce=reinforce,
+                                              reward_batches=reward_batches, history=history))
         trace = [{**row, "score": row["valid_ppl"]} for row in fitted.history]
 
         with torch.no_grad():

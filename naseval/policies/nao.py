@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from naseval.checkpoint import random_states, restore_random_states
 from naseval.model import ModelConfig
 from naseval.params import require
 from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, register
@@ -252,8 +253,15 @@ class NaoPolicy(SearchPolicy):
         history = RankingHistory(config.ranking_every if enumerable else 0, lambda: {
             "shared_weights_valid_ppl": scores | score_cells(
                 model, valid_data, [g for g in space.enumerate() if space.to_id(g) not in scores], space, bptt)})
-        trace, stop = [], f"ran {config.rounds} rounds"
-        for round_ in range(1, config.rounds + 1):
+        trace, stop, done = [], f"ran {config.rounds} rounds", 0
+        # Checkpoints at the end of each round: the child model, the EPD and the pool.
+        checkpoint = task.tracking(model=model, epd=epd, optimizer=optimizer, history=history)
+        saved = checkpoint.load() if checkpoint else None
+        if saved:
+            pool, trace, scores, clamps = saved["pool"], saved["trace"], saved["scores"], saved["clamps"]
+            restore_random_states(saved["random"], rng)
+            done = len(trace)
+        for round_ in range(done + 1, config.rounds + 1):
             fitted = fit(model, train_data, config.train, rng, sample_from_pool, validate, f"nao round {round_}")
             scores = score_cells(model, valid_data, pool, space, bptt)
             best = min(pool, key=lambda g: scores[space.to_id(g)])
@@ -279,6 +287,9 @@ class NaoPolicy(SearchPolicy):
                 stop = f"no new cell decoded in round {round_} (step sizes 1..{config.max_step_size})"
                 break
             pool += new
+            if checkpoint:
+                checkpoint.save({"pool": pool, "trace": trace, "scores": scores, "clamps": clamps,
+                                 "random": random_states(rng)})
 
         rankings = {}
         if enumerable:

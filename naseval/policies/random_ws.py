@@ -54,7 +54,7 @@ class RandomWSPolicy(SearchPolicy):
         history = RankingHistory(config.ranking_every if score_all else 0, lambda: {
             "shared_weights_valid_ppl": score_cells(model, valid_data, space.enumerate(), space, config.train.bptt)})
         fitted = fit(model, train_data, config.train, rng, lambda step: space.sample(rng), validate, "supernet",
-                     after_epoch=history)
+                     after_epoch=history, checkpoint=task.tracking(history=history))
         model.load_state_dict(fitted.best_state)
 
         cells = list(space.enumerate()) if score_all else space.sample_distinct(config.num_candidates, rng)

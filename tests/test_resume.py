@@ -1,0 +1,125 @@
+"""Resume after interruption: a run that continues from its checkpoint ends exactly as one that
+never stopped. In-process for every policy and for from-scratch training; with a real SIGKILL for
+the train stage."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+import torch
+import yaml
+from conftest import ROOT
+
+from naseval.checkpoint import Checkpoint
+from naseval.data import save_corpus
+from naseval.errors import NasevalError
+from naseval.model import ModelConfig
+from naseval.params import read_params
+from naseval.policies import SearchTask, get_policy
+from naseval.space import SearchSpace
+from naseval.train import TrainConfig, train_cell
+
+SPACE = SearchSpace(2)
+TINY = ModelConfig(hidden_size=8)
+TRAIN = TrainConfig(epochs=6, batch_size=8, eval_batch_size=8, bptt=10, nonmono=1)  # ASGD from epoch 4
+
+
+def without_seconds(history):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+def test_training_resumed_after_epoch_5_ends_as_an_uninterrupted_run(tmp_path, tiny_corpus):
+    genotype = SPACE.from_id(13)
+    whole = train_cell(genotype, tiny_corpus, 2, TINY, TRAIN, seed=4, show_progress=False)
+    checkpoint = Checkpoint(tmp_path / "train.pt", "run-a")
+    train_cell(genotype, tiny_corpus, 2, TINY, replace(TRAIN, epochs=5), seed=4, show_progress=False,
+               checkpoint=checkpoint)  # "killed" after its fifth epoch's checkpoint, averaging by then
+    resumed = train_cell(genotype, tiny_corpus, 2, TINY, TRAIN, seed=4, show_progress=False, checkpoint=checkpoint)
+    assert any(row["averaged"] for row in whole.history)  # the ASGD state went through the checkpoint
+    assert (resumed.valid_ppl, resumed.test_ppl) == (whole.valid_ppl, whole.test_ppl)
+    assert without_seconds(resumed.history) == without_seconds(whole.history)
+
+
+SEARCH_TRAIN = {"model": TINY, "train": replace(TRAIN, epochs=3, nonmono=1000)}
+POLICIES = {  # policy -> (config overrides, the field that counts its epochs or rounds)
+    "random_ws": ({**SEARCH_TRAIN, "ranking_every": 1}, "train"),
+    "enas": ({**SEARCH_TRAIN, "derive_samples": 10}, "train"),
+    "darts": ({**SEARCH_TRAIN, "order": "first"}, "train"),
+    "nao": ({**SEARCH_TRAIN, "train": replace(TRAIN, epochs=1), "rounds": 3, "seed_cells": 6, "top_cells": 2,
+             "new_cells": 3}, "rounds"),
+}
+
+
+def shortened(config, length_field):
+    if length_field == "rounds":
+        return replace(config, rounds=config.rounds - 1)
+    return replace(config, train=replace(config.train, epochs=config.train.epochs - 1))
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_search_resumed_from_its_checkpoint_ends_as_an_uninterrupted_search(name, tmp_path, tiny_corpus):
+    overrides, length_field = POLICIES[name]
+    policy = get_policy(name)
+    config = policy.Config(**overrides)
+    if name == "nao":
+        config = replace(config, epd=replace(config.epd, epochs=20, hidden_size=16, embedding_size=8))
+    whole = policy(config).search(SearchTask(SPACE, tiny_corpus, 3))
+    task = SearchTask(SPACE, tiny_corpus, 3, Checkpoint(tmp_path / "search.pt", "run-b"))
+    policy(shortened(config, length_field)).search(task)
+    assert (tmp_path / "search.pt").is_file()
+    resumed = policy(config).search(task)
+    for part in ("candidates", "rankings", "ranking_history", "details"):
+        assert same(getattr(resumed, part), getattr(whole, part)), part
+    assert same(without_seconds(resumed.trace), without_seconds(whole.trace))
+
+
+def same(a, b) -> bool:
+    """Equal, NaN included (a cell can blow up under shared weights at this toy scale)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def test_a_checkpoint_of_another_run_or_a_truncated_one_is_refused(tmp_path, tiny_corpus):
+    genotype = SPACE.from_id(1)
+    train_cell(genotype, tiny_corpus, 2, TINY, replace(TRAIN, epochs=1), seed=0, show_progress=False,
+               checkpoint=Checkpoint(tmp_path / "a.pt", "run-a"))
+    with pytest.raises(NasevalError, match=r"checkpoint .*a\.pt belongs to another run .*: delete it"):
+        Checkpoint(tmp_path / "a.pt", "run-b").load()
+    (tmp_path / "b.pt").write_bytes((tmp_path / "a.pt").read_bytes()[:100])
+    with pytest.raises(NasevalError, match=r"unreadable checkpoint .*b\.pt \(\w+\): delete it"):
+        Checkpoint(tmp_path / "b.pt", "run-a").load()
+    torch.save({"model": {}}, tmp_path / "c.pt")
+    with pytest.raises(NasevalError, match=r"c\.pt is not a naseval checkpoint"):
+        Checkpoint(tmp_path / "c.pt", "run-a").load()
+
+
+def train_stage(tmp_path, out):
+    return [sys.executable, "-m", "stages.train", "--cell", str(tmp_path / "top.json"), "--seed", "0",
+            "--data", str(tmp_path / "data"), "--out", str(out), "--params", str(tmp_path / "params.yaml")]
+
+
+def test_train_stage_killed_after_a_checkpoint_resumes_to_identical_metrics(tmp_path, tiny_corpus):
+    save_corpus(tiny_corpus, tmp_path / "data")
+    params = read_params(ROOT / "params.yaml")
+    params["model"] = {"hidden_size": 8}
+    params["train"] |= {"epochs": 40, "batch_size": 8, "eval_batch_size": 8, "bptt": 10, "nonmono": 2}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "top.json").write_text(json.dumps({"status": "ok", "policy": "random", "seed": 0, "cell_id": 13,
+                                                   "genotype": "sigmoid:0 relu:0", "cell_output": "mean"}))
+    subprocess.run(train_stage(tmp_path, tmp_path / "whole"), cwd=ROOT, check=True, capture_output=True)
+
+    killed = subprocess.Popen(train_stage(tmp_path, tmp_path / "train"), cwd=ROOT, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / ".train.partial" / ".resume" / "train.pt"
+    while not checkpoint.exists() and killed.poll() is None:
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL, "the stage finished before it could be killed"
+    assert checkpoint.exists() and not (tmp_path / "train").exists()
+
+    subprocess.run(train_stage(tmp_path, tmp_path / "train"), cwd=ROOT, check=True, capture_output=True)
+    assert (tmp_path / "train" / "metrics.json").read_bytes() == (tmp_path / "whole" / "metrics.json").read_bytes()
+    assert "resumed from" in (tmp_path / "train" / "train.log").read_text()
+    assert not (tmp_path / "train" / ".resume").exists() and not (tmp_path / ".train.partial").exists()
