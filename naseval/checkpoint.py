@@ -79,7 +79,7 @@ class Checkpoint:
         """The saved state with the tracked objects restored, or None when there is no checkpoint."""
         if not self.path.is_file():
             return None
-        fix = "delete it to start the run over"
+        fix = "not resumed; run the stage again to start over"  # the failed stage discards its partial folder
         try:
             saved = torch.load(self.path, map_location="cpu", weights_only=False)
         except Exception as error:  # torch raises several types for a truncated or foreign file

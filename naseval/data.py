@@ -192,7 +192,12 @@ def load_corpus(directory: Path) -> Corpus:
     if not vocab_file.is_file():
         raise NasevalError(f"prepared data not found in {directory}: run the prepare stage first")
     vocabulary = vocab_file.read_text().splitlines()
-    return Corpus(vocabulary, {s: np.load(directory / f"{s}.npy") for s in SPLITS})
+    splits = {s: np.load(directory / f"{s}.npy") for s in SPLITS}
+    empty = [s for s, ids in splits.items() if len(ids) == 0]
+    if empty or not vocabulary:
+        raise NasevalError(f"empty corpus in {directory}: {', '.join(empty) or 'vocabulary'} has no tokens; "
+                           f"run the prepare stage again")
+    return Corpus(vocabulary, splits)
 
 
 def batchify(ids: np.ndarray, batch_size: int, device: torch.device) -> torch.Tensor:

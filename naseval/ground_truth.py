@@ -87,7 +87,7 @@ class Finished:
         foreign = [k for k in kept if k.get("run") != self.run]
         if foreign:
             raise NasevalError(f"{self.folder} holds cells of another ground-truth run (its params, seed or data "
-                               f"differ): delete it to start the run over")
+                               f"differ): not resumed; run the stage again to start over")
         return [k["cell"] for k in kept]
 
 

@@ -143,4 +143,8 @@ def atomic_directory(path: Path, resumable: bool = False) -> Iterator[Path]:
 def read_json(path: Path) -> Any:
     if not path.is_file():
         raise NasevalError(f"missing input {path}: run the stage that produces it first")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise NasevalError(f"{path} is not valid JSON (line {error.lineno}): truncated or not ours; "
+                           f"run the stage that produces it again") from None

@@ -86,10 +86,10 @@ def test_a_checkpoint_of_another_run_or_a_truncated_one_is_refused(tmp_path, tin
     genotype = SPACE.from_id(1)
     train_cell(genotype, tiny_corpus, 2, TINY, replace(TRAIN, epochs=1), seed=0, show_progress=False,
                checkpoint=Checkpoint(tmp_path / "a.pt", "run-a"))
-    with pytest.raises(NasevalError, match=r"checkpoint .*a\.pt belongs to another run .*: delete it"):
+    with pytest.raises(NasevalError, match=r"checkpoint .*a\.pt belongs to another run .*: not resumed"):
         Checkpoint(tmp_path / "a.pt", "run-b").load()
     (tmp_path / "b.pt").write_bytes((tmp_path / "a.pt").read_bytes()[:100])
-    with pytest.raises(NasevalError, match=r"unreadable checkpoint .*b\.pt \(\w+\): delete it"):
+    with pytest.raises(NasevalError, match=r"unreadable checkpoint .*b\.pt \(\w+\): not resumed"):
         Checkpoint(tmp_path / "b.pt", "run-a").load()
     torch.save({"model": {}}, tmp_path / "c.pt")
     with pytest.raises(NasevalError, match=r"c\.pt is not a naseval checkpoint"):

@@ -1,0 +1,152 @@
+"""Bad input: one line naming the problem and what is allowed, exit code 1, and nothing written."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import ROOT
+from typer.testing import CliRunner
+
+from naseval.data import save_corpus
+from naseval.params import read_params
+from stages.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def workspace(tmp_path, tiny_corpus):
+    """Prepared tiny data, a tiny params.yaml and a valid top.json: each case breaks one thing."""
+    save_corpus(tiny_corpus, tmp_path / "data")
+    params = read_params(ROOT / "params.yaml")
+    params["model"] = {"hidden_size": 8}
+    params["train"] |= {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "top.json").write_text(json.dumps({"status": "ok", "policy": "random", "seed": 0, "cell_id": 13,
+                                                   "genotype": "sigmoid:0 relu:0", "cell_output": "mean"}))
+    return tmp_path
+
+
+def edit_params(root, change):
+    params = read_params(root / "params.yaml")
+    change(params)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def search(root):
+    return ["search", "--policy", "random_ws", "--seed", "0", "--data", str(root / "data"), "--out", str(root / "out")]
+
+
+def train(root):
+    return ["train", "--cell", str(root / "top.json"), "--seed", "0", "--data", str(root / "data"),
+            "--out", str(root / "out")]
+
+
+def ground_truth(root):
+    return ["ground-truth", "--seed", "0", "--data", str(root / "data"), "--out", str(root / "out")]
+
+
+def analyze(root):
+    return ["analyze", "--data", str(root / "data"), "--runs", str(root / "runs"), "--ground-truth",
+            str(root / "gt"), "--metrics", str(root / "out" / "summary.json"), "--plots", str(root / "out"),
+            "--figures", str(root / "out" / "figures"), "--report", str(root / "out" / "report.md")]
+
+
+def prepare(root):
+    return ["prepare", "--out", str(root / "out")]
+
+
+def ptb_dir_with(root, monkeypatch, files):
+    folder = root / "ptb"
+    folder.mkdir()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    monkeypatch.setenv("NASEVAL_PTB_DIR", str(folder))
+
+
+def write_top(root, **fields):
+    top = json.loads((root / "top.json").read_text()) | fields
+    (root / "top.json").write_text(json.dumps(top))
+
+
+def checkpoint_file(root):
+    path = root / ".out.partial" / ".resume" / "train.pt"
+    path.parent.mkdir(parents=True)
+    return path
+
+
+def a_foreign_checkpoint(root):
+    torch.save({"format": "naseval-checkpoint-1", "fingerprint": "another-run", "state": {}, "tracked": {}},
+               checkpoint_file(root))
+
+
+CASES = {  # name -> (break the workspace, the command, what the message says)
+    "unknown policy": (
+        None, lambda r: [*search(r)[:2], "nope", *search(r)[3:]], "unknown policy 'nope' (known: darts, enas"),
+    "unknown op": (
+        lambda r, m: edit_params(r, lambda p: p["space"].update(ops=["tanh", "swish"])), search,
+        "space.ops: unknown op 'swish' (known: tanh, relu, sigmoid, identity)"),
+    "invalid genotype": (
+        lambda r, m: write_top(r, genotype="tanh:0 relu:7"), train,
+        "invalid genotype: node 1 has predecessor 7 (allowed: 0..1)"),
+    "genotype of another space": (
+        lambda r, m: write_top(r, genotype="tanh:0"), train, "tanh:0"),
+    "nodes < 1": (
+        lambda r, m: edit_params(r, lambda p: p["space"].update(nodes=0)), search,
+        "space.nodes: expected an integer >= 1, got 0"),
+    "empty seeds": (
+        lambda r, m: edit_params(r, lambda p: p.update(seeds=[])), analyze,
+        "seeds: expected a non-empty list of integers, got []"),
+    "duplicate seeds": (
+        lambda r, m: edit_params(r, lambda p: p.update(seeds=[0, 0])), analyze,
+        "seeds: expected distinct seeds, got [0, 0]"),
+    "negative learning rate": (
+        lambda r, m: edit_params(r, lambda p: p["train"].update(lr=-1)), train,
+        "train.lr: expected a number > 0, got -1"),
+    "zero batch size": (
+        lambda r, m: edit_params(r, lambda p: p["train"].update(batch_size=0)), train,
+        "train.batch_size: expected an integer >= 1, got 0"),
+    "zero epochs": (
+        lambda r, m: edit_params(r, lambda p: p["train"].update(epochs=0)), ground_truth,
+        "train.epochs: expected an integer >= 1, got 0"),
+    "wrong type": (
+        lambda r, m: edit_params(r, lambda p: p["search"]["random_ws"]["train"].update(epochs="ten")), search,
+        "search.random_ws.train.epochs: expected an integer, got 'ten'"),
+    "unknown params key": (
+        lambda r, m: edit_params(r, lambda p: p["train"].update(learning_rate=1)), train,
+        "unknown key train.learning_rate (known: epochs"),
+    "missing PTB file": (
+        lambda r, m: ptb_dir_with(r, m, {"ptb.train.txt": "a b\n", "ptb.valid.txt": "a\n"}), prepare,
+        "ptb.test.txt"),
+    "PTB checksum mismatch": (
+        lambda r, m: ptb_dir_with(r, m, {f"ptb.{s}.txt": "not ptb\n" for s in ("train", "valid", "test")}),
+        prepare, "corrupted PTB file"),
+    "empty corpus": (
+        lambda r, m: np.save(r / "data" / "valid.npy", np.array([], dtype=np.int64)), train,
+        "empty corpus in"),
+    "missing prepared data": (
+        lambda r, m: (r / "data" / "vocab.txt").unlink(), search, "prepared data not found in"),
+    "truncated input JSON": (
+        lambda r, m: (r / "top.json").write_text('{"status": "ok", "gen'), train, "top.json is not valid JSON"),
+    "truncated checkpoint": (
+        lambda r, m: checkpoint_file(r).write_bytes(b"PK\x03\x04 half a file"), train, "unreadable checkpoint"),
+    "foreign checkpoint": (
+        lambda r, m: a_foreign_checkpoint(r), train, "train.pt belongs to another run"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_non_zero_and_writes_nothing(case, workspace, monkeypatch):
+    break_it, command, message = CASES[case]
+    if break_it:
+        break_it(workspace, monkeypatch)
+    before = sorted(p.name for p in workspace.iterdir() if not p.name.startswith("."))
+    result = runner.invoke(app, [*command(workspace), "--params", str(workspace / "params.yaml")])
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert result.output.strip().endswith(errors[0])  # the last line; a stage may have logged its start
+    assert not (workspace / "out").exists()
+    assert sorted(p.name for p in workspace.iterdir()) == before  # no scratch or partial folder left either
