@@ -98,8 +98,9 @@ class RunRecord:
 class GroundTruth:
     """Every cell of an enumerable space trained from scratch with several seeds."""
 
-    valid_ppl: dict[int, Scores]  # training seed -> cell id -> validation perplexity
+    valid_ppl: dict[int, Scores]  # training seed -> cell id -> validation perplexity, finished cells only
     genotypes: dict[int, str] = field(default_factory=dict)  # cell id -> genotype
+    failed: dict[int, str] = field(default_factory=dict)  # cell id -> why its training diverged: left out
 
     @property
     def mean(self) -> Scores:
@@ -134,12 +135,13 @@ def summarize_policy(runs: list[RunRecord], truth: Scores | None) -> dict[str, A
             "valid_ppl": describe([r.valid_ppl for r in finished]),
             "distinct_cells": len({r.cell_id for r in finished}),
         }
-    if finished and truth:
+    known = [r for r in finished if truth and r.cell_id in truth]  # not a cell whose ground truth diverged
+    if known:
         truth_ranks, best = ranks(truth), min(truth.values())
         summary |= {
-            "ground_truth_rank": describe([truth_ranks[r.cell_id] for r in finished]),
-            "regret": describe([truth[r.cell_id] - best for r in finished]),
-            "found_best_cell": sum(truth_ranks[r.cell_id] == 1 for r in finished),
+            "ground_truth_rank": describe([truth_ranks[r.cell_id] for r in known]),
+            "regret": describe([truth[r.cell_id] - best for r in known]),
+            "found_best_cell": sum(truth_ranks[r.cell_id] == 1 for r in known),
         }
     ranked = [r for r in runs if r.rankings]
     names = sorted({name for r in ranked for name in r.rankings})
@@ -179,7 +181,7 @@ def run_summary(run: RunRecord, truth: Scores | None) -> dict[str, Any]:
         "test_ppl": run.test_ppl,
         "valid_ppl": run.valid_ppl,
     }
-    if truth:
+    if truth and run.cell_id in truth:
         summary |= {"ground_truth_rank": ranks(truth)[run.cell_id],
                     "regret": truth[run.cell_id] - min(truth.values())}
     return summary
@@ -212,6 +214,7 @@ def ground_truth_summary(truth: GroundTruth, config: AnalysisConfig) -> dict[str
     return {
         "cells": len(mean),
         "seeds": sorted(truth.valid_ppl),
+        "failed_cells": {"count": len(truth.failed), "cells": truth.failed},
         "best_cell_id": best,
         "best_genotype": truth.genotypes.get(best),
         "best_valid_ppl": mean[best],

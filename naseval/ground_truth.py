@@ -18,11 +18,11 @@ from tqdm import tqdm
 
 from naseval.checkpoint import Checkpoint, fingerprint
 from naseval.data import Corpus
-from naseval.errors import NasevalError
+from naseval.errors import NasevalError, TrainingDiverged
 from naseval.model import ModelConfig
 from naseval.params import require
 from naseval.runtime import keep_freed_memory, read_json, write_json
-from naseval.space import SearchSpace
+from naseval.space import SearchSpace, format_genotype
 from naseval.train import TrainConfig, train_cell
 
 log = logging.getLogger("naseval")
@@ -62,10 +62,15 @@ def _train_job(job: _Job) -> dict:
     keep_freed_memory()
     torch.set_num_threads(job.threads)
     genotype = job.space.from_id(job.cell_id)
-    result = train_cell(genotype, job.corpus, job.space.nodes, job.model_config, job.train_config,
-                        job.seed, show_progress=False, checkpoint=job.checkpoint)
-    return {"cell_id": job.cell_id, "genotype": result.genotype, "valid_ppl": result.valid_ppl,
-            "test_ppl": result.test_ppl, "epochs": len(result.history)}
+    cell = {"cell_id": job.cell_id, "genotype": format_genotype(genotype)}
+    try:
+        result = train_cell(genotype, job.corpus, job.space.nodes, job.model_config, job.train_config,
+                            job.seed, show_progress=False, checkpoint=job.checkpoint)
+    except TrainingDiverged as diverged:  # one cell's failure is a result, not the end of the stage
+        return cell | {"status": "failed", "reason": str(diverged), "valid_ppl": None, "test_ppl": None,
+                       "epochs": None}
+    return cell | {"status": "ok", "reason": None, "valid_ppl": result.valid_ppl, "test_ppl": result.test_ppl,
+                   "epochs": len(result.history)}
 
 
 class Finished:
@@ -128,8 +133,11 @@ def ground_truth_record(
             pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(config.workers))
             outcomes = pool.imap_unordered(_train_job, jobs)
         for cell in tqdm(outcomes, total=len(jobs), desc=f"ground truth seed {seed}", unit="cell"):
-            log.info("cell %3d %-28s valid ppl %8.2f  test ppl %8.2f", cell["cell_id"],
-                     cell["genotype"], cell["valid_ppl"], cell["test_ppl"])
+            if cell["status"] == "ok":
+                log.info("cell %3d %-28s valid ppl %8.2f  test ppl %8.2f", cell["cell_id"],
+                         cell["genotype"], cell["valid_ppl"], cell["test_ppl"])
+            else:
+                log.error("cell %3d %-28s failed: %s", cell["cell_id"], cell["genotype"], cell["reason"])
             cells.append(cell)
             if finished:
                 finished.add(cell)

@@ -110,10 +110,11 @@ def read_ground_truth(root: Path, seeds: list[int]) -> GroundTruth | None:
     Cells are ranked by validation perplexity, as Yu et al. rank them; test perplexities stay in
     the ground-truth stage's own outputs.
     """
-    valid_ppl, genotypes = {}, {}
+    valid_ppl, genotypes, failed = {}, {}, {}
     for seed in seeds:
         cells = read_json(seed_dir(root, seed) / GROUND_TRUTH)["cells"]
         if cells:
-            valid_ppl[seed] = {c["cell_id"]: c["valid_ppl"] for c in cells}
+            valid_ppl[seed] = {c["cell_id"]: c["valid_ppl"] for c in cells if c.get("status", "ok") == "ok"}
             genotypes |= {c["cell_id"]: c["genotype"] for c in cells}
-    return GroundTruth(valid_ppl, genotypes) if valid_ppl else None
+            failed |= {c["cell_id"]: f"seed {seed}: {c['reason']}" for c in cells if c.get("status") == "failed"}
+    return GroundTruth(valid_ppl, genotypes, failed) if valid_ppl else None

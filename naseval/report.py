@@ -78,6 +78,10 @@ def ground_truth_findings(summary: dict[str, Any]) -> list[str]:
     findings = [f"Ground truth: all {truth['cells']} cells trained from scratch with seeds "
                 f"{', '.join(map(str, truth['seeds']))}; the best is cell {truth['best_cell_id']} "
                 f"({truth['best_genotype']}), mean validation perplexity {number(truth['best_valid_ppl'])}."]
+    if truth["failed_cells"]["count"]:
+        reasons = "; ".join(f"cell {cell}, {why}" for cell, why in truth["failed_cells"]["cells"].items())
+        findings.append(f"**{truth['failed_cells']['count']} cells diverged in ground-truth training and are left "
+                        f"out of every ranking** ({reasons}).")
     if ceiling is None:
         findings.append("With one ground-truth seed there is no noise ceiling: how much of the ground-truth "
                         "ranking is training noise is unknown.")
@@ -92,7 +96,7 @@ def ground_truth_findings(summary: dict[str, Any]) -> list[str]:
                         f"{number(ceiling, 2)}; no weight-sharing ranking can be expected to agree better.")
     for policy, stats in summary["policies"].items():
         if "ground_truth_rank" in stats:
-            runs = [r for name, r in summary["runs"].items() if name.startswith(f"{policy}/") and r["status"] == "ok"]
+            runs = [r for name, r in summary["runs"].items() if name.startswith(f"{policy}/") and "regret" in r]
             findings.append(
                 f"{policy}'s cells rank {', '.join(str(r['ground_truth_rank']) for r in runs)} of {truth['cells']} "
                 f"in ground truth (regret {', '.join('+' + number(r['regret']) for r in runs)} perplexity); "

@@ -198,8 +198,7 @@ def fit(
             with averaged_weights(optimizer):
                 extra = after_epoch(epoch) if after_epoch else {}
                 valid_loss = validate()
-                if not math.isfinite(valid_loss):
-                    raise TrainingDiverged(f"training diverged: validation loss {valid_loss} at epoch {epoch}")
+                check_not_diverged(valid_loss, model.decoder.out_features, epoch)
                 if perplexity(valid_loss) < best_ppl:
                     best_ppl, best_state = perplexity(valid_loss), copy.deepcopy(model.state_dict())
             if (not averaging and len(valid_losses) > config.nonmono
@@ -222,6 +221,17 @@ def fit(
                     "random": random_states(rng),
                 })
     return FitResult(best_ppl, best_state, history)
+
+
+DIVERGED_BEYOND_UNIFORM = 10.0  # validation perplexity this many times a uniform guess's is a diverged run
+
+
+def check_not_diverged(valid_loss: float, vocab_size: int, epoch: int) -> None:
+    """A NaN or infinite validation loss, or a perplexity ten times that of guessing uniformly over
+    the vocabulary, is a diverged run: nothing useful can follow, so it stops as a failed run."""
+    if not math.isfinite(valid_loss) or perplexity(valid_loss) > DIVERGED_BEYOND_UNIFORM * vocab_size:
+        raise TrainingDiverged(f"training diverged: validation perplexity {perplexity(valid_loss):.4g} at epoch "
+                               f"{epoch} (a uniform guess over {vocab_size} words scores {vocab_size})")
 
 
 def sgd(model: LanguageModel, config: TrainConfig) -> torch.optim.Optimizer:

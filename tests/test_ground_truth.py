@@ -1,6 +1,6 @@
 import pytest
 
-from naseval.errors import NasevalError
+from naseval.errors import NasevalError, TrainingDiverged
 from naseval.ground_truth import GroundTruthConfig, ground_truth_record
 from naseval.model import ModelConfig
 from naseval.space import SearchSpace
@@ -43,3 +43,18 @@ def test_finished_cells_of_another_ground_truth_run_are_refused(tmp_path, tiny_c
     ground_truth_record(space, tiny_corpus, TOY_MODEL, TOY_TRAIN, config, 5, resume=tmp_path)
     with pytest.raises(NasevalError, match="holds cells of another ground-truth run"):
         ground_truth_record(space, tiny_corpus, TOY_MODEL, TOY_TRAIN, config, 6, resume=tmp_path)
+
+
+def test_a_cell_that_diverges_is_a_failed_cell_not_a_failed_stage(tiny_corpus, monkeypatch):
+    import naseval.ground_truth as ground_truth
+
+    def diverging_for_relu(genotype, *args, **kwargs):
+        if genotype[0][0] == "relu":
+            raise TrainingDiverged("training diverged: loss nan at row 0")
+        return train_cell(genotype, *args, **kwargs)
+
+    monkeypatch.setattr(ground_truth, "train_cell", diverging_for_relu)
+    record = ground_truth_record(SearchSpace(1), tiny_corpus, TOY_MODEL, TOY_TRAIN, GroundTruthConfig(), 5)
+    statuses = {c["genotype"]: (c["status"], c["reason"]) for c in record["cells"]}
+    assert statuses["relu:0"] == ("failed", "training diverged: loss nan at row 0")
+    assert statuses["tanh:0"] == ("ok", None) and record["cells"][1]["valid_ppl"] is None

@@ -77,3 +77,15 @@ def test_figures_are_written_as_non_empty_pngs(truth, expected):
     assert set(figures) == expected
     for caption, image in figures.values():
         assert caption and image.startswith(b"\x89PNG\r\n\x1a\n") and len(image) > 5000
+
+
+def test_cells_that_diverged_in_ground_truth_are_left_out_and_reported():
+    truth = GroundTruth({0: {0: 60.0, 2: 62.0, 3: 63.0}, 1: {0: 60.2, 2: 62.3, 3: 62.9}}, CONSISTENT.genotypes,
+                        failed={1: "seed 0: training diverged: loss nan at row 0"})
+    result = analyze(runs(), truth, Experiment("enas", "random", (0, 1)), CONFIG)
+    assert result.summary["ground_truth"]["cells"] == 3
+    assert "ground_truth_rank" not in result.summary["runs"]["enas/0"]  # its cell 1 has no ground truth
+    assert result.summary["runs"]["enas/1"]["ground_truth_rank"] == 2
+    text = render_report(result, {}, CONFIG)
+    assert "**1 cells diverged in ground-truth training and are left out of every ranking** (cell 1, seed 0" in text
+    assert "enas's cells rank 2 of 3" in text

@@ -87,3 +87,21 @@ def test_a_nan_loss_is_an_infinite_perplexity_so_that_the_cell_ranks_last():
     assert perplexity(float("nan")) == float("inf")
     assert perplexity(1e6) == pytest.approx(math.exp(700.0))
     assert sorted([perplexity(float("nan")), perplexity(1.0)])[0] == pytest.approx(math.e)
+
+
+@pytest.mark.parametrize("valid_loss, diverged", [(math.log(219.0), False), (math.log(221.0), True),
+                                                  (float("inf"), True), (float("nan"), True)])
+def test_validation_far_worse_than_a_uniform_guess_is_a_diverged_run(tiny_corpus, valid_loss, diverged):
+    model = LanguageModel(22, 2, SMALL_MODEL)  # uniform over 22 words: ppl 22; the bound is 220
+    data = batchify(tiny_corpus.splits["train"], 8, torch.device("cpu"))
+    train = TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10)
+
+    def run():
+        return fit(model, data, train, np.random.default_rng(0), lambda step: GENOTYPE, lambda: valid_loss,
+                   show_progress=False)
+
+    if diverged:
+        with pytest.raises(TrainingDiverged, match=r"validation perplexity .* at epoch 1 \(a uniform guess over 22"):
+            run()
+    else:
+        assert run().history[0]["valid_ppl"] == pytest.approx(219.0)
