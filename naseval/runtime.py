@@ -23,14 +23,23 @@ import torch
 from naseval.errors import NasevalError
 
 DEVICES = ("cpu", "cuda", "auto")
+DETERMINISTIC_ENV = "NASEVAL_DETERMINISTIC"
 RESUME = ".resume"  # inside a resumable scratch folder: checkpoints, removed when the stage succeeds
 
 
 def seed_everything(seed: int) -> np.random.Generator:
-    """Seed python, numpy and torch from one integer; return a numpy generator for our own draws."""
+    """Seed python, numpy and torch from one integer; return a numpy generator for our own draws.
+
+    CPU runs are deterministic as they are. On a GPU, NASEVAL_DETERMINISTIC=1 asks torch for
+    deterministic kernels (slower; an op without one raises instead of varying silently).
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    if os.environ.get(DETERMINISTIC_ENV) == "1":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for determinism
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
     return np.random.default_rng(seed)
 
 

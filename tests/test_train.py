@@ -105,3 +105,16 @@ def test_validation_far_worse_than_a_uniform_guess_is_a_diverged_run(tiny_corpus
             run()
     else:
         assert run().history[0]["valid_ppl"] == pytest.approx(219.0)
+
+
+def test_deterministic_mode_runs_and_changes_nothing_on_the_cpu(tiny_corpus, monkeypatch):
+    config = TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10)
+    plain = train_cell(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, config, 3, show_progress=False)
+    monkeypatch.setenv("NASEVAL_DETERMINISTIC", "1")
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # so that the test leaves the environment as it was
+    try:
+        strict = train_cell(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, config, 3, show_progress=False)
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert (strict.valid_ppl, strict.test_ppl) == (plain.valid_ppl, plain.test_ppl)

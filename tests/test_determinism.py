@@ -1,0 +1,63 @@
+"""Same params and seed, same machine: byte-identical outputs on the CPU, for every policy.
+
+Each policy's search, extract and train stages run twice into separate folders; everything they
+write must match byte for byte, wall-clock timings aside."""
+
+import csv
+import json
+
+import pytest
+import yaml
+from conftest import ROOT
+from typer.testing import CliRunner
+
+from naseval.data import save_corpus
+from naseval.params import read_params
+from naseval.policies import policy_names
+from stages.cli import app
+
+runner = CliRunner()
+TINY_SEARCH = {"model": {"hidden_size": 8}, "ranking_every": 1,
+               "train": {"epochs": 2, "batch_size": 8, "eval_batch_size": 8, "bptt": 10}}
+TIMINGS = {"seconds"}
+
+
+def chain(root, policy, name):
+    run, common = root / name, ["--params", str(root / "params.yaml")]
+    for step in (
+        ["search", "--policy", policy, "--seed", "7", "--data", str(root / "data"), "--out", str(run / "search")],
+        ["extract", "--search", str(run / "search"), "--out", str(run / "top.json")],
+        ["train", "--cell", str(run / "top.json"), "--seed", "7", "--data", str(root / "data"),
+         "--out", str(run / "train")],
+    ):
+        result = runner.invoke(app, step + common)
+        assert result.exit_code == 0, result.output
+    return run
+
+
+def without_timings(path):
+    if path.suffix == ".json":
+        return json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k not in TIMINGS})
+    if path.suffix == ".csv":
+        return [{k: v for k, v in row.items() if k not in TIMINGS} for row in csv.DictReader(path.open())]
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("policy", policy_names())
+def test_same_seed_gives_byte_identical_outputs(policy, tmp_path, tiny_corpus):
+    save_corpus(tiny_corpus, tmp_path / "data")
+    params = read_params(ROOT / "params.yaml")
+    params["model"] = {"hidden_size": 8}
+    params["train"] |= {"epochs": 2, "batch_size": 8, "eval_batch_size": 8, "bptt": 10}
+    for name in ("random_ws", "enas", "darts", "nao"):
+        params["search"][name] |= TINY_SEARCH
+    params["search"]["nao"] |= {"epd": {"epochs": 20}, "rounds": 2}
+    params["search"]["enas"]["controller"]["steps_per_epoch"] = 5
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    first, second = chain(tmp_path, policy, "first"), chain(tmp_path, policy, "second")
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file() and p.suffix in (".json", ".csv"))
+    assert {"search/result.json", "top.json", "train/metrics.json"} <= {str(f) for f in files}
+    for file in files:
+        if file.name in ("metrics.json", "top.json"):  # no timings in them: the bytes themselves
+            assert (first / file).read_bytes() == (second / file).read_bytes(), file
+        assert without_timings(first / file) == without_timings(second / file), file
