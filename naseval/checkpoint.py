@@ -10,6 +10,7 @@ of another run is refused rather than resumed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -34,12 +35,22 @@ class Stateful(Protocol):
 
 
 def fingerprint(*inputs: Any) -> str:
-    """A digest of what determines a run: params sections (dataclasses), seeds, names."""
+    """A digest of what determines a run: params sections (dataclasses), seeds, names, and the
+    library's own code, since a checkpoint of other code may not mean the same thing."""
     def plain(value: Any) -> Any:
         return asdict(value) if is_dataclass(value) else value
 
     text = json.dumps([plain(value) for value in inputs], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(text.encode() + code_digest().encode()).hexdigest()[:16]
+
+
+@functools.cache
+def code_digest() -> str:
+    library = Path(__file__).resolve().parent
+    content = hashlib.sha256()
+    for source in sorted(library.rglob("*.py")):
+        content.update(source.relative_to(library).as_posix().encode() + source.read_bytes())
+    return content.hexdigest()
 
 
 def random_states(rng: np.random.Generator) -> dict[str, Any]:
