@@ -177,17 +177,12 @@ def fit(
     ends by saving the whole state, and a run that finds one continues from it.
     """
     optimizer: torch.optim.Optimizer = sgd(model, config)
-    best_ppl, best_state, history, valid_losses, done = math.inf, None, [], [], 0
+    best_ppl, best_state, history, valid_losses = math.inf, None, [], []
     saved = checkpoint.load() if checkpoint else None
     if saved:
-        model.load_state_dict(saved["model"])
-        optimizer = asgd(model, config) if saved["averaging"] else optimizer
-        optimizer.load_state_dict(saved["optimizer"])
-        best_ppl, best_state, history, valid_losses = (saved[k] for k in ("best_ppl", "best_state", "history",
-                                                                           "valid_losses"))
-        done = len(history)
-        restore_random_states(saved["random"], rng)
-        log.info("%s: resumed from %s after epoch %d", description, checkpoint.path, done)
+        optimizer, best_ppl, best_state, history, valid_losses = resumed(saved, model, config, rng)
+        log.info("%s: resumed from %s after epoch %d", description, checkpoint.path, len(history))
+    done = len(history)
     tokens_per_epoch = (train_data.size(0) - 1) * train_data.size(1)
     with tqdm(total=tokens_per_epoch * config.epochs, initial=tokens_per_epoch * done, desc=description,
               unit="tok", unit_scale=True, leave=False, mininterval=1.0, disable=not show_progress) as progress:
@@ -222,6 +217,15 @@ def fit(
                 })
     check_learned(best_ppl, model.decoder.out_features)
     return FitResult(best_ppl, best_state, history)
+
+
+def resumed(saved: dict[str, Any], model: LanguageModel, config: TrainConfig, rng: np.random.Generator) -> tuple:
+    """`fit`'s state as its checkpoint left it: optimizer, best ppl and state, history, valid losses."""
+    model.load_state_dict(saved["model"])
+    optimizer = asgd(model, config) if saved["averaging"] else sgd(model, config)
+    optimizer.load_state_dict(saved["optimizer"])
+    restore_random_states(saved["random"], rng)
+    return optimizer, saved["best_ppl"], saved["best_state"], saved["history"], saved["valid_losses"]
 
 
 DIVERGED_BEYOND_UNIFORM = 100.0  # a best validation perplexity this many times a uniform guess's: diverged
