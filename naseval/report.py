@@ -8,6 +8,8 @@ from typing import Any
 
 from naseval.analysis import Analysis, AnalysisConfig
 
+FEW_SEEDS = 5  # below this many seeds per policy, a percentile bootstrap is too narrow to trust
+
 
 def number(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}".replace("-", "−")
@@ -50,6 +52,10 @@ def comparison_findings(summary: dict[str, Any], config: AnalysisConfig) -> list
         f"a seed of {policy} beats a seed of {baseline} with probability "
         f"{comparison['probability_of_beating_baseline']:.2f}. {verdict(comparison, config)}"
     ]
+    if min(finished(ours), finished(theirs)) < FEW_SEEDS:
+        findings.append(
+            f"With fewer than {FEW_SEEDS} seeds per policy the bootstrap interval understates the uncertainty: it "
+            f"can only resample the few values there are, so read the p-values, not the interval.")
     if comparison["smallest_possible_mann_whitney_p"] >= config.significance:
         findings.append(
             f"With these seed counts the Mann-Whitney test cannot go below p = "

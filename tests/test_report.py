@@ -31,6 +31,7 @@ def test_report_states_the_comparison_with_its_numbers():
     assert "**enas** mean test perplexity 60.2 ± 0.4 (2 seeds) vs **random** 66.5 ± 0.7 (2 seeds)" in text
     assert "a seed of enas beats a seed of random with probability 1.00" in text
     assert "cannot go below p = 0.33" in text
+    assert "With fewer than 5 seeds per policy the bootstrap interval understates the uncertainty" in text
     assert "Evidence that enas beats random (p = 0.02" in text  # Welch on these samples: p = 0.0156
 
 
