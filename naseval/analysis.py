@@ -5,6 +5,7 @@ Pure functions of the runs' records and the ground truth; the analyze stage does
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +103,7 @@ class GroundTruth:
     genotypes: dict[int, str] = field(default_factory=dict)  # cell id -> genotype
     failed: dict[int, str] = field(default_factory=dict)  # cell id -> why its training diverged: left out
 
-    @property
+    @functools.cached_property
     def mean(self) -> Scores:
         return mean_scores(list(self.valid_ppl.values()))
 

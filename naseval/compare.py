@@ -44,7 +44,7 @@ def policy_row(label: str, summary: dict[str, Any], policy: str) -> dict[str, An
     stats = summary["policies"][policy]
     test = stats.get("test_ppl") or {}
     comparison = summary.get("comparison") or {}
-    compared = comparison.get("policy") == policy
+    against = comparison if comparison.get("policy") == policy else {}  # the baseline's own row has none
     return {
         "policy": policy,
         "experiments": label,
@@ -53,10 +53,10 @@ def policy_row(label: str, summary: dict[str, Any], policy: str) -> dict[str, An
         "test_ppl_mean": test.get("mean"),
         "test_ppl_std": test.get("std"),
         "test_ppl_best": test.get("best"),
-        "baseline": comparison.get("baseline") if compared else None,
-        "welch_p": comparison.get("welch_p") if compared else None,
-        "mann_whitney_p": comparison.get("mann_whitney_p") if compared else None,
-        "probability_of_beating_baseline": comparison.get("probability_of_beating_baseline") if compared else None,
+        "baseline": against.get("baseline"),
+        "welch_p": against.get("welch_p"),
+        "mann_whitney_p": against.get("mann_whitney_p"),
+        "probability_of_beating_baseline": against.get("probability_of_beating_baseline"),
         "ground_truth_rank_mean": (stats.get("ground_truth_rank") or {}).get("mean"),
     }
 

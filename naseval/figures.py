@@ -81,7 +81,7 @@ def ranking_figure(rows: list[dict[str, Any]], taus: dict[str, dict[str, dict[st
     columns = min(4, len(panels))
     lines = math.ceil(len(panels) / columns)
     figure = Figure(figsize=(3.2 * columns, 3.2 * lines))
-    axes = np.atleast_1d(figure.subplots(lines, columns, squeeze=False)).ravel()
+    axes = figure.subplots(lines, columns, squeeze=False).ravel()
     for ax, ((run, name), points) in zip(axes, panels.items(), strict=False):
         truth = [p["ground_truth_rank"] for p in points]
         ax.scatter(truth, [p["weight_sharing_rank"] for p in points], s=14)

@@ -44,9 +44,9 @@ def main(
     write_csv(plots / "search_trace.csv", result.trace_rows, TRACE_COLUMNS)
     write_csv(plots / "tau_over_training.csv", result.tau_rows, TAU_COLUMNS)
     drawn = render_figures(result)
-    with atomic_directory(figures) as folder:
+    with atomic_directory(figures) as folder:  # the folder is renamed into place whole
         for name, (_, image) in drawn.items():
-            write_atomic(folder / name, image)
+            (folder / name).write_bytes(image)
     captions = {caption: os.path.relpath(figures / name, report.parent) for name, (caption, _) in drawn.items()}
     write_atomic(report, render_report(result, captions, config))
 

@@ -35,3 +35,26 @@ def tiny_corpus() -> Corpus:
     noise = rng.random(len(pattern)) < 0.05
     stream = np.where(noise, rng.integers(0, 22, len(pattern)), pattern).astype(np.int64)
     return Corpus(vocabulary, {"train": stream[:3000], "valid": stream[3000:3600], "test": stream[3600:4200]})
+
+
+TOP_CELL = {"status": "ok", "policy": "random", "seed": 0, "cell_id": 13, "genotype": "sigmoid:0 relu:0",
+            "cell_output": "mean"}  # an extract stage's output, for running the train stage alone
+
+
+def tiny_stage_inputs(root: Path, corpus: Corpus, **train) -> dict:
+    """What stages read, at toy size, under `root`: prepared data, params.yaml (hidden 8, batches of 8;
+    `train` overrides the recipe) and top.json. Returns the params for further edits."""
+    import json
+
+    import yaml
+
+    from naseval.data import save_corpus
+    from naseval.params import read_params
+
+    save_corpus(corpus, root / "data")
+    params = read_params(ROOT / "params.yaml")
+    params["model"] = {"hidden_size": 8}
+    params["train"] |= {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10, **train}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    (root / "top.json").write_text(json.dumps(TOP_CELL))
+    return params

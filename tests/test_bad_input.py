@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT
+from conftest import tiny_stage_inputs
 from typer.testing import CliRunner
 
-from naseval.data import save_corpus
 from naseval.params import read_params
 from stages.cli import app
 
@@ -19,13 +18,7 @@ runner = CliRunner()
 @pytest.fixture
 def workspace(tmp_path, tiny_corpus):
     """Prepared tiny data, a tiny params.yaml and a valid top.json: each case breaks one thing."""
-    save_corpus(tiny_corpus, tmp_path / "data")
-    params = read_params(ROOT / "params.yaml")
-    params["model"] = {"hidden_size": 8}
-    params["train"] |= {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    (tmp_path / "top.json").write_text(json.dumps({"status": "ok", "policy": "random", "seed": 0, "cell_id": 13,
-                                                   "genotype": "sigmoid:0 relu:0", "cell_output": "mean"}))
+    tiny_stage_inputs(tmp_path, tiny_corpus)
     return tmp_path
 
 

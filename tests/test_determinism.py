@@ -8,11 +8,9 @@ import json
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import tiny_stage_inputs
 from typer.testing import CliRunner
 
-from naseval.data import save_corpus
-from naseval.params import read_params
 from naseval.policies import policy_names
 from stages.cli import app
 
@@ -45,10 +43,7 @@ def without_timings(path):
 
 @pytest.mark.parametrize("policy", policy_names())
 def test_same_seed_gives_byte_identical_outputs(policy, tmp_path, tiny_corpus):
-    save_corpus(tiny_corpus, tmp_path / "data")
-    params = read_params(ROOT / "params.yaml")
-    params["model"] = {"hidden_size": 8}
-    params["train"] |= {"epochs": 2, "batch_size": 8, "eval_batch_size": 8, "bptt": 10}
+    params = tiny_stage_inputs(tmp_path, tiny_corpus, epochs=2)
     for name in ("random_ws", "enas", "darts", "nao"):
         params["search"][name] |= TINY_SEARCH
     params["search"]["nao"] |= {"epd": {"epochs": 20}, "rounds": 2}

@@ -11,14 +11,11 @@ from dataclasses import replace
 
 import pytest
 import torch
-import yaml
-from conftest import ROOT
+from conftest import ROOT, tiny_stage_inputs
 
 from naseval.checkpoint import Checkpoint
-from naseval.data import save_corpus
 from naseval.errors import NasevalError
 from naseval.model import ModelConfig
-from naseval.params import read_params
 from naseval.policies import SearchTask, get_policy
 from naseval.space import SearchSpace
 from naseval.train import TrainConfig, train_cell
@@ -102,13 +99,7 @@ def train_stage(tmp_path, out):
 
 
 def test_train_stage_killed_after_a_checkpoint_resumes_to_identical_metrics(tmp_path, tiny_corpus):
-    save_corpus(tiny_corpus, tmp_path / "data")
-    params = read_params(ROOT / "params.yaml")
-    params["model"] = {"hidden_size": 8}
-    params["train"] |= {"epochs": 40, "batch_size": 8, "eval_batch_size": 8, "bptt": 10, "nonmono": 2}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    (tmp_path / "top.json").write_text(json.dumps({"status": "ok", "policy": "random", "seed": 0, "cell_id": 13,
-                                                   "genotype": "sigmoid:0 relu:0", "cell_output": "mean"}))
+    tiny_stage_inputs(tmp_path, tiny_corpus, epochs=40, nonmono=2)
     subprocess.run(train_stage(tmp_path, tmp_path / "whole"), cwd=ROOT, check=True, capture_output=True)
 
     killed = subprocess.Popen(train_stage(tmp_path, tmp_path / "train"), cwd=ROOT, stderr=subprocess.DEVNULL)

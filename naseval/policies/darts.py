@@ -205,9 +205,12 @@ class DartsPolicy(SearchPolicy):
         def as_arch(genotype: Genotype) -> list[torch.Tensor]:
             return one_hot(genotype, space, like=model.cell.W0)
 
+        def alpha_ranking(cells: list[Genotype]) -> dict[int, float]:
+            return {space.to_id(g): neg_log_prob(architect.alphas, g, space) for g in cells}
+
         def rank(cells: list[Genotype]) -> dict[str, dict[int, float]]:
             return {
-                "alpha_neg_log_prob": {space.to_id(g): neg_log_prob(architect.alphas, g, space) for g in cells},
+                "alpha_neg_log_prob": alpha_ranking(cells),
                 "shared_weights_valid_ppl": score_cells(model, valid_data, cells, space, bptt, as_arch),
             }
 
@@ -230,7 +233,7 @@ class DartsPolicy(SearchPolicy):
         best = argmax_cell(architect.alphas, space)
         cells = list(space.enumerate()) if enumerable else [best]
         rankings = rank(cells) if enumerable else {}
-        alpha_scores = {space.to_id(g): neg_log_prob(architect.alphas, g, space) for g in cells}
+        alpha_scores = rankings["alpha_neg_log_prob"] if enumerable else alpha_ranking(cells)
         details = {
             "argmax": format_genotype(best),
             "mixing_weights": [w.cpu().tolist() for w in architect.weights()],  # per node: [pred][op]
