@@ -236,13 +236,20 @@ def check_not_diverged(valid_loss: float, epoch: int) -> None:
         raise TrainingDiverged(f"training diverged: validation loss {valid_loss} at epoch {epoch}")
 
 
-def check_learned(best_ppl: float, vocab_size: int) -> None:
-    """A run whose best validation perplexity is a hundred times that of guessing uniformly over
-    the vocabulary has diverged without a NaN. Only the best epoch counts: at a high learning rate
-    a spike of several hundred times uniform can come back (measured on the tests' toy corpus)."""
+def unlearned(best_ppl: float, vocab_size: int) -> str | None:
+    """Why a run whose best validation perplexity is a hundred times that of guessing uniformly
+    over the vocabulary has diverged without a NaN, or None. Only the best epoch counts: at a high
+    learning rate a spike of several hundred times uniform can come back (measured on the tests'
+    toy corpus)."""
     if best_ppl > DIVERGED_BEYOND_UNIFORM * vocab_size:
-        raise TrainingDiverged(f"training diverged: validation perplexity never below {best_ppl:.4g} (a uniform "
-                               f"guess over {vocab_size} words scores {vocab_size})")
+        return (f"training diverged: validation perplexity never below {best_ppl:.4g} (a uniform guess over "
+                f"{vocab_size} words scores {vocab_size})")
+    return None
+
+
+def check_learned(best_ppl: float, vocab_size: int) -> None:
+    if reason := unlearned(best_ppl, vocab_size):
+        raise TrainingDiverged(reason)
 
 
 def sgd(model: LanguageModel, config: TrainConfig) -> torch.optim.Optimizer:

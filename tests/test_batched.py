@@ -1,0 +1,121 @@
+"""The batched path gives each cell what the straightforward one-cell-at-a-time path gives it."""
+
+import math
+
+import pytest
+import torch
+
+from naseval.batched import BatchedLanguageModel, evaluate_batched, evaluate_cells
+from naseval.batched_train import StackedNTASGD, train_cells
+from naseval.model import LanguageModel, MixedCell, ModelConfig
+from naseval.space import SearchSpace
+from naseval.train import TrainConfig, evaluate, train_cell
+
+SPACE = SearchSpace(3)
+CELLS = [SPACE.from_id(i) for i in (0, 5, 17, 40, 99, 143)]  # mixed ops and predecessors
+DROPOUTS = ModelConfig(hidden_size=8, dropout=0.3, dropouth=0.1, dropoutx=0.2, dropouti=0.1, dropoute=0.1)
+# At lr 20 training on the toy corpus is chaotic: 1e-13 added to one weight changes the second
+# epoch's perplexity by 0.3%, so float rounding alone would part the two paths.
+TRAIN = TrainConfig(epochs=4, batch_size=8, eval_batch_size=8, bptt=10, lr=2.0)
+
+
+@pytest.mark.parametrize("output", ["mean", "loose_ends"])
+def test_a_batch_of_cells_computes_what_each_cell_computes_alone(output):
+    torch.manual_seed(0)
+    single = LanguageModel(30, 3, DROPOUTS, output=output)
+    batched = BatchedLanguageModel(single, CELLS)
+    words = torch.randint(0, 30, (7, 4))
+    torch.manual_seed(5)  # the same dropout masks
+    logits, hidden, _ = batched(words, batched.init_hidden(4))
+    for a, genotype in enumerate(CELLS):
+        torch.manual_seed(5)
+        alone, alone_hidden, _ = single(words, single.init_hidden(4), genotype)
+        torch.testing.assert_close(logits[a], alone)
+        torch.testing.assert_close(hidden[a], alone_hidden)
+    data = torch.randint(0, 30, (40, 4))
+    losses = evaluate_batched(batched, data, 5)
+    assert losses.tolist() == pytest.approx([evaluate(single, data, g, 5) for g in CELLS], rel=1e-6)
+
+
+def one_hot(genotype):
+    weights = []
+    for node, (op, pred) in enumerate(genotype):
+        w = torch.zeros(node + 1, len(SPACE.ops))
+        w[pred, SPACE.ops.index(op)] = 1.0
+        weights.append(w)
+    return weights
+
+
+@pytest.mark.parametrize("supernet", [
+    {"weights": "per_node"}, {"weights": "per_edge", "output": "loose_ends"}, {"weights": "per_choice"},
+    {"cell_class": MixedCell, "ops": SPACE.ops, "batch_norm": False},
+    {"cell_class": MixedCell, "ops": SPACE.ops, "batch_norm": True},
+])
+def test_cells_scored_together_under_shared_weights_score_as_one_by_one(supernet):
+    torch.manual_seed(0)
+    model = LanguageModel(30, 3, DROPOUTS, **supernet)
+    data = torch.randint(0, 30, (40, 4))
+    arch_of = one_hot if "cell_class" in supernet else (lambda genotype: genotype)
+    together = evaluate_cells(model, data, CELLS, 5)
+    assert together.tolist() == pytest.approx([evaluate(model, data, arch_of(g), 5) for g in CELLS], rel=1e-6)
+
+
+def test_cells_trained_together_end_as_each_trained_alone(tiny_corpus):
+    together = train_cells(CELLS, tiny_corpus, 3, DROPOUTS, TRAIN, seed=3, show_progress=False)
+    for genotype, outcome in zip(CELLS, together, strict=True):
+        alone = train_cell(genotype, tiny_corpus, 3, DROPOUTS, TRAIN, seed=3, show_progress=False)
+        assert outcome.failure is None
+        assert outcome.valid_ppl == pytest.approx(alone.valid_ppl, rel=1e-5)
+        assert outcome.test_ppl == pytest.approx(alone.test_ppl, rel=1e-5)
+        for mine, theirs in zip(outcome.history, alone.history, strict=True):
+            assert mine["train_ppl"] == pytest.approx(theirs["train_ppl"], rel=1e-5)
+            assert mine["valid_ppl"] == pytest.approx(theirs["valid_ppl"], rel=1e-5)
+
+
+def test_each_cell_switches_to_averaged_sgd_as_torch_would_alone():
+    torch.manual_seed(0)
+    start = [torch.randn(3, 4, 5), torch.randn(3, 2)]
+    switch_at = [2, 4, 99]  # steps after which each cell starts averaging; the last never does
+    grads = [[torch.randn_like(p) for p in start] for _ in range(8)]
+    rates = [20.0 * length / 35 for length in (35, 30, 41, 12, 35, 38, 29, 33)]
+    params = [torch.nn.Parameter(p.clone()) for p in start]
+    stacked = StackedNTASGD(params, weight_decay=1e-3, count=3)
+    for step, (grad, lr) in enumerate(zip(grads, rates, strict=True)):
+        for p, g in zip(params, grad, strict=True):
+            p.grad = g.clone()
+        stacked.step(lr)
+        stacked.start_averaging(torch.tensor([step + 1 == s for s in switch_at]))
+    for cell, switch in enumerate(switch_at):
+        alone = [torch.nn.Parameter(p[cell].clone()) for p in start]
+        optimizer = torch.optim.SGD(alone, lr=20.0, weight_decay=1e-3)
+        for step, (grad, lr) in enumerate(zip(grads, rates, strict=True)):
+            optimizer.param_groups[0]["lr"] = lr
+            for p, g in zip(alone, grad, strict=True):
+                p.grad = g[cell].clone()
+            optimizer.step()
+            if step + 1 == switch:
+                optimizer = torch.optim.ASGD(alone, lr=20.0, t0=0, lambd=0.0, weight_decay=1e-3)
+        for p, q, average in zip(params, alone, stacked.averages, strict=True):
+            torch.testing.assert_close(p[cell], q.detach())
+            if switch < len(grads):
+                torch.testing.assert_close(average[cell], optimizer.state[q]["ax"])
+
+
+def test_a_cell_that_diverges_leaves_the_batch_and_the_others_are_unchanged(tiny_corpus, monkeypatch):
+    import naseval.batched as batched
+
+    real = batched.losses_per_cell
+
+    def nan_for_the_second_cell(logits, targets):
+        losses = real(logits, targets)
+        if logits.size(0) == len(CELLS):
+            losses = losses + torch.tensor([0.0, math.nan] + [0.0] * (len(CELLS) - 2))
+        return losses
+
+    healthy = train_cells(CELLS, tiny_corpus, 3, DROPOUTS, TRAIN, seed=3, show_progress=False)
+    monkeypatch.setattr("naseval.batched_train.losses_per_cell", nan_for_the_second_cell)
+    outcomes = train_cells(CELLS, tiny_corpus, 3, DROPOUTS, TRAIN, seed=3, show_progress=False)
+    assert outcomes[1].failure == "training diverged: loss nan at row 0" and outcomes[1].test_ppl is None
+    for a in (0, 2, 3, 4, 5):
+        assert outcomes[a].failure is None
+        assert outcomes[a].test_ppl == pytest.approx(healthy[a].test_ppl, rel=1e-5)
