@@ -22,10 +22,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from naseval.data import get_batch
-from naseval.model import ACTIVATIONS, LanguageModel, MixedCell, RecurrentCell, variational_mask
+from naseval.decoder_loss import decoder_losses
+from naseval.model import ACTIVATIONS, LanguageModel, MixedCell, RecurrentCell, autocast, variational_mask
 from naseval.space import Genotype, loose_ends
-
-BYTES_PER_FLOAT = 4
 
 
 class CellPlan:
@@ -78,6 +77,11 @@ def batch_norm(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / torch.sqrt(var + 1e-5)
 
 
+def blend(state: torch.Tensor, update: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """state + gate * (update - state) in one op, kept in the state's precision (fp32 under autocast)."""
+    return torch.lerp(state, update.to(state.dtype), gate.to(state.dtype))
+
+
 def run_cells(x_proj: torch.Tensor, hidden: torch.Tensor, W0_h: torch.Tensor, node_weights: list[torch.Tensor],
               plan: CellPlan, h_mask: torch.Tensor | None, norm: Norm | None = None) -> torch.Tensor:
     """The recurrence of A cells. x_proj (T, B, 2H) shared or (A, T, B, 2H) per cell; hidden
@@ -87,13 +91,13 @@ def run_cells(x_proj: torch.Tensor, hidden: torch.Tensor, W0_h: torch.Tensor, no
     for x_t in steps:
         masked = hidden if h_mask is None else hidden * h_mask
         c0, h0 = (x_t + torch.matmul(masked, W0_h)).chunk(2, dim=-1)
-        s0 = hidden + torch.sigmoid(c0) * (torch.tanh(h0) - hidden)
+        s0 = blend(hidden, torch.tanh(h0), torch.sigmoid(c0))
         states = [s0 if norm is None else norm(s0)]
         for node, W in enumerate(node_weights):
             s_prev = plan.predecessor(states, node)
             masked = s_prev if h_mask is None else s_prev * h_mask
             c, h = torch.matmul(masked, W).chunk(2, dim=-1)
-            s = s_prev + torch.sigmoid(c) * (plan.activate(h, node) - s_prev)
+            s = blend(s_prev, plan.activate(h, node), torch.sigmoid(c))
             states.append(s if norm is None else norm(s))
         hidden = plan.output(states)
         outputs.append(hidden)
@@ -115,6 +119,7 @@ class BatchedLanguageModel(nn.Module):
         if type(cell) is not RecurrentCell or cell.weights != "per_node":
             raise ValueError("only fixed cells with one matrix per node can be batched")
         self.config, self.nodes, self.output_rule = template.config, cell.nodes, cell.output
+        self.precision = template.precision
         self.dropoutx, self.dropouth = cell.dropoutx, cell.dropouth
         count = len(genotypes)
 
@@ -148,8 +153,15 @@ class BatchedLanguageModel(nn.Module):
     def init_hidden(self, batch_size: int) -> torch.Tensor:
         return self.embedding.new_zeros(len(self.genotypes), batch_size, self.config.hidden_size)
 
-    def forward(self, words: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """words (T, B), hidden (A, B, H) -> logits (A, T, B, V), next hidden, cell outputs."""
+    def forward(self, words: torch.Tensor, targets: torch.Tensor,
+                hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """words and targets (T, B), hidden (A, B, H) -> each cell's mean cross-entropy (A,), next
+        hidden, cell outputs before dropout (A, T, B, H)."""
+        with autocast(self.precision, words.device):
+            losses, next_hidden, raw = self._forward(words, targets, hidden)
+        return losses, next_hidden.float(), raw
+
+    def _forward(self, words: torch.Tensor, targets: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
         c, training = self.config, self.training
         count, (T, B), H = len(self.genotypes), words.shape, c.hidden_size
         lookup = self.embedding
@@ -163,8 +175,7 @@ class BatchedLanguageModel(nn.Module):
         x_proj = torch.bmm(x.view(count, T * B, H), self.W0[:, :H]).view(count, T, B, 2 * H)
         raw = run_cells(x_proj, hidden, self.W0[:, H:], list(self.Ws), self.plan, h_mask)
         out = shared_locked_dropout(raw, c.dropout, training)
-        logits = torch.baddbmm(self.bias.unsqueeze(1), out.reshape(count, T * B, H), self.embedding.transpose(1, 2))
-        return logits.view(count, T, B, -1), raw[:, -1], raw
+        return decoder_losses(out, self.embedding, self.bias, targets), raw[:, -1], raw
 
 
 def shared_locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -172,13 +183,6 @@ def shared_locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Te
     if not training or p == 0:
         return x
     return x * variational_mask(x, (1, x.size(2), x.size(3)), p)
-
-
-def losses_per_cell(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy per token of each cell: logits (A, T, B, V), targets (T, B) -> (A,)."""
-    count, vocab = logits.size(0), logits.size(-1)
-    losses = F.cross_entropy(logits.reshape(-1, vocab), targets.flatten().repeat(count), reduction="none")
-    return losses.view(count, -1).mean(dim=1)
 
 
 @torch.no_grad()
@@ -189,8 +193,8 @@ def evaluate_batched(model: BatchedLanguageModel, data: torch.Tensor, bptt: int)
     total, count = torch.zeros(len(model.genotypes), dtype=torch.float64, device=data.device), 0
     for start in range(0, data.size(0) - 1, bptt):
         x, y = get_batch(data, start, bptt)
-        logits, hidden, _ = model(x, hidden)
-        total += losses_per_cell(logits, y).double() * y.numel()
+        losses, hidden, _ = model(x, y, hidden)
+        total += losses.double() * y.numel()
         count += y.numel()
     return (total / count).cpu()
 
@@ -219,15 +223,15 @@ def evaluate_cells(model: LanguageModel, data: torch.Tensor, genotypes: Sequence
     total, count = torch.zeros(len(genotypes), dtype=torch.float64, device=data.device), 0
     for start in range(0, data.size(0) - 1, bptt):
         x, y = get_batch(data, start, bptt)
-        x_proj = F.embedding(x, E) @ cell.W0[:H]  # (T, B, 2H), the same for every cell
-        raw = run_cells(x_proj, hidden, cell.W0[H:], node_weights, plan, None, norm)
-        hidden = raw[:, -1]
-        total += losses_per_cell(model.decoder(raw), y).double() * y.numel()
+        with autocast(model.precision, data.device):
+            x_proj = F.embedding(x, E) @ cell.W0[:H]  # (T, B, 2H), the same for every cell
+            raw = run_cells(x_proj, hidden, cell.W0[H:], node_weights, plan, None, norm)
+            decoder = model.decoder
+            losses = decoder_losses(raw, decoder.weight.expand(len(genotypes), -1, -1),
+                                    decoder.bias.expand(len(genotypes), -1), y)
+        hidden = raw[:, -1].float()
+        total += losses.double() * y.numel()
         count += y.numel()
     return (total / count).cpu()
 
 
-def logits_bytes_per_cell(max_seq_len: int, batch_size: int, vocab_size: int) -> int:
-    """What one more cell in a training batch costs at its peak: the logits, their log-softmax
-    and the gradients of both, at the longest sequence."""
-    return 4 * max_seq_len * batch_size * vocab_size * BYTES_PER_FLOAT

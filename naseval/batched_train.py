@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from naseval.batched import BatchedLanguageModel, evaluate_batched, losses_per_cell
+from naseval.batched import BatchedLanguageModel, evaluate_batched
 from naseval.checkpoint import Checkpoint, random_states, restore_random_states
 from naseval.data import Corpus, get_batch
 from naseval.model import ModelConfig
@@ -149,8 +149,7 @@ class CellBatch:
         while start < data.size(0) - 2 and self.positions:
             seq_len = sequence_length(config, rng)
             x, y = get_batch(data, start, seq_len)
-            logits, hidden, raw = model(x, hidden.detach())
-            losses = losses_per_cell(logits, y)
+            losses, hidden, raw = model(x, y, hidden.detach())
             tar = config.tar * (raw[:, 1:] - raw[:, :-1]).pow(2).flatten(1).mean(1)
             for p in model.parameters():
                 p.grad = None
@@ -268,3 +267,13 @@ def outcomes(batch: CellBatch, genotypes: Sequence[Genotype], test_data: torch.T
     for i, (reason, history) in batch.failures.items():
         results[i] = CellOutcome(format_genotype(genotypes[i]), None, None, history, reason)
     return results
+
+
+def bytes_per_cell(vocab_size: int, nodes: int, model_config: ModelConfig, config: TrainConfig) -> int:
+    """A rough upper bound of what one more cell in a training batch holds: its parameters four
+    times (weights, gradients, best state, averages) plus the decoder's gradients, and the
+    activations that backward keeps for the longest sequence (about eight per node and hidden unit)."""
+    H = model_config.hidden_size
+    parameters = vocab_size * H + vocab_size + 4 * H * H + nodes * 2 * H * H
+    activations = (config.bptt + config.max_seq_len_delta) * config.batch_size * H * (6 + 8 * nodes)
+    return 4 * (6 * parameters + activations)

@@ -13,16 +13,18 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
+from naseval.batched_train import CellOutcome, bytes_per_cell, train_cells
 from naseval.checkpoint import Checkpoint, fingerprint
 from naseval.data import Corpus
 from naseval.errors import NasevalError, TrainingDiverged
 from naseval.model import ModelConfig
 from naseval.params import require
 from naseval.runtime import keep_freed_memory, read_json, write_json
-from naseval.space import SearchSpace, format_genotype
+from naseval.space import Genotype, SearchSpace, format_genotype
 from naseval.train import TrainConfig, train_cell
 
 log = logging.getLogger("naseval")
@@ -35,20 +37,33 @@ class GroundTruthConfig:
     seeds: tuple[int, ...] = (0, 1)
     max_cells: int = 64  # refuse spaces larger than this: they are not enumerable in practice
     workers: int = 1  # processes training cells in parallel; torch threads are shared among them
+    memory_mb: int = 2048  # per worker, for the cells it trains together (train.implementation fast)
 
     def __post_init__(self) -> None:
         require(len(self.seeds) >= 1, "seeds", list(self.seeds), "a non-empty list of integers")
         require(self.max_cells >= 1, "max_cells", self.max_cells, "an integer >= 1")
         require(self.workers >= 1, "workers", self.workers, "an integer >= 1")
+        require(self.memory_mb >= 1, "memory_mb", self.memory_mb, "an integer >= 1")
 
 
 def is_enumerable(space: SearchSpace, config: GroundTruthConfig) -> bool:
     return space.size <= config.max_cells
 
 
+def batches_of_cells(space: SearchSpace, vocab_size: int, model_config: ModelConfig, train_config: TrainConfig,
+                     config: GroundTruthConfig) -> list[tuple[int, ...]]:
+    """Cell ids cut into the batches that train together: as few as memory allows, but at least
+    one per worker; one cell per batch on the reference implementation."""
+    if train_config.implementation == "reference":
+        return [(i,) for i in range(space.size)]
+    per_batch = max(1, (config.memory_mb << 20) // bytes_per_cell(vocab_size, space.nodes, model_config, train_config))
+    count = min(space.size, max(config.workers, -(-space.size // per_batch)))
+    return [tuple(ids.tolist()) for ids in np.array_split(np.arange(space.size), count)]
+
+
 @dataclass(frozen=True)
 class _Job:
-    cell_id: int
+    cell_ids: tuple[int, ...]
     space: SearchSpace
     corpus: Corpus
     model_config: ModelConfig
@@ -58,34 +73,45 @@ class _Job:
     checkpoint: Checkpoint | None
 
 
-def _train_job(job: _Job) -> dict:
+def _train_job(job: _Job) -> list[dict]:
     keep_freed_memory()
     torch.set_num_threads(job.threads)
-    genotype = job.space.from_id(job.cell_id)
-    cell = {"cell_id": job.cell_id, "genotype": format_genotype(genotype)}
+    genotypes = [job.space.from_id(i) for i in job.cell_ids]
+    options = {"show_progress": False, "checkpoint": job.checkpoint}
+    args = (job.corpus, job.space.nodes, job.model_config, job.train_config, job.seed)
+    if job.train_config.implementation == "fast":
+        outcomes = train_cells(genotypes, *args, **options)
+    else:
+        outcomes = [train_alone(genotypes[0], *args, **options)]
+    return [{"cell_id": i, "genotype": outcome.genotype, "status": "failed" if outcome.failure else "ok",
+             "reason": outcome.failure, "valid_ppl": outcome.valid_ppl, "test_ppl": outcome.test_ppl,
+             "epochs": None if outcome.failure else len(outcome.history)}
+            for i, outcome in zip(job.cell_ids, outcomes, strict=True)]
+
+
+def train_alone(genotype: Genotype, *args, **options) -> CellOutcome:
+    """One cell on the reference path; a diverged cell is a result, not the end of the stage."""
     try:
-        result = train_cell(genotype, job.corpus, job.space.nodes, job.model_config, job.train_config,
-                            job.seed, show_progress=False, checkpoint=job.checkpoint)
-    except TrainingDiverged as diverged:  # one cell's failure is a result, not the end of the stage
-        return cell | {"status": "failed", "reason": str(diverged), "valid_ppl": None, "test_ppl": None,
-                       "epochs": None}
-    return cell | {"status": "ok", "reason": None, "valid_ppl": result.valid_ppl, "test_ppl": result.test_ppl,
-                   "epochs": len(result.history)}
+        result = train_cell(genotype, *args, **options)
+    except TrainingDiverged as diverged:
+        return CellOutcome(format_genotype(genotype), None, None, [], str(diverged))
+    return CellOutcome(result.genotype, result.valid_ppl, result.test_ppl, result.history)
 
 
 class Finished:
     """A ground-truth run's resume folder: one JSON file per finished cell, one checkpoint per
-    cell in training (removed once the cell is finished)."""
+    batch of cells in training (removed once its cells are finished)."""
 
     def __init__(self, folder: Path, run: str):
         self.folder, self.run = folder, run
 
-    def checkpoint(self, cell_id: int) -> Checkpoint:
-        return Checkpoint(self.folder / f"cell_{cell_id}.pt", fingerprint(self.run, cell_id))
+    def checkpoint(self, cell_ids: tuple[int, ...]) -> Checkpoint:
+        return Checkpoint(self.folder / f"cells_{cell_ids[0]}-{cell_ids[-1]}.pt", fingerprint(self.run, cell_ids))
 
-    def add(self, cell: dict) -> None:
-        write_json(self.folder / f"cell_{cell['cell_id']}.json", {"run": self.run, "cell": cell})
-        self.checkpoint(cell["cell_id"]).remove()
+    def add(self, cells: list[dict]) -> None:
+        for cell in cells:
+            write_json(self.folder / f"cell_{cell['cell_id']}.json", {"run": self.run, "cell": cell})
+        self.checkpoint(tuple(cell["cell_id"] for cell in cells)).remove()
 
     def cells(self) -> list[dict]:
         kept = [read_json(path) for path in sorted(self.folder.glob("cell_*.json"))]
@@ -119,11 +145,13 @@ def ground_truth_record(
     threads = max(1, (os.cpu_count() or 1) // config.workers)
     run = fingerprint("ground_truth", space, model_config, train_config, seed, corpus.digest())
     finished = Finished(resume, run) if resume else None
-    cells = finished.cells() if finished else []
-    done = {cell["cell_id"] for cell in cells}
-    jobs = [_Job(i, space, corpus, model_config, train_config, seed, threads,
-                 finished.checkpoint(i) if finished else None)
-            for i in range(space.size) if i not in done]
+    cells = {cell["cell_id"]: cell for cell in (finished.cells() if finished else [])}
+    done = set(cells)
+    batches = batches_of_cells(space, len(corpus.vocabulary), model_config, train_config, config)
+    jobs = [_Job(ids, space, corpus, model_config, train_config, seed, threads,
+                 finished.checkpoint(ids) if finished else None)
+            for ids in batches if not done.issuperset(ids)]
+    log.info("%d cells in %d batches of up to %d", space.size, len(batches), max(map(len, batches)))
     if done:
         log.info("resumed: %d of %d cells were already trained", len(done), space.size)
     with ExitStack() as stack:
@@ -132,13 +160,17 @@ def ground_truth_record(
             # spawn, not fork: a forked child inherits the parent's OpenMP state and can hang.
             pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(config.workers))
             outcomes = pool.imap_unordered(_train_job, jobs)
-        for cell in tqdm(outcomes, total=len(jobs), desc=f"ground truth seed {seed}", unit="cell"):
-            if cell["status"] == "ok":
-                log.info("cell %3d %-28s valid ppl %8.2f  test ppl %8.2f", cell["cell_id"],
-                         cell["genotype"], cell["valid_ppl"], cell["test_ppl"])
-            else:
-                log.error("cell %3d %-28s failed: %s", cell["cell_id"], cell["genotype"], cell["reason"])
-            cells.append(cell)
+        progress = stack.enter_context(tqdm(total=sum(map(len, (job.cell_ids for job in jobs))),
+                                            desc=f"ground truth seed {seed}", unit="cell"))
+        for batch in outcomes:
+            for cell in batch:
+                if cell["status"] == "ok":
+                    log.info("cell %3d %-28s valid ppl %8.2f  test ppl %8.2f", cell["cell_id"],
+                             cell["genotype"], cell["valid_ppl"], cell["test_ppl"])
+                else:
+                    log.error("cell %3d %-28s failed: %s", cell["cell_id"], cell["genotype"], cell["reason"])
+            cells |= {cell["cell_id"]: cell for cell in batch}
+            progress.update(len(batch))
             if finished:
-                finished.add(cell)
-    return {"seed": seed, "enumerable": True, "cells": sorted(cells, key=lambda c: c["cell_id"])}
+                finished.add(batch)
+    return {"seed": seed, "enumerable": True, "cells": [cells[i] for i in sorted(cells)]}

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from naseval.decoder_loss import decoder_losses
 from naseval.params import require
 from naseval.space import Genotype, loose_ends
 
@@ -196,11 +197,24 @@ def locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * variational_mask(x, (1, x.size(1), x.size(2)), p)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(precision: str, device: torch.device):
+    """bf16 matrix products with fp32 weights and fp32 softmax (torch's autocast), or plain fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 class LanguageModel(nn.Module):
+    """`fused_loss`: `loss` goes through `decoder_losses` instead of building every logit (the
+    straightforward reference path); both give the same numbers. `precision` "bf16" runs `loss`
+    under autocast."""
+
     def __init__(self, vocab_size: int, nodes: int, config: ModelConfig,
-                 cell_class: type[RecurrentCell] = RecurrentCell, **cell_options):
+                 cell_class: type[RecurrentCell] = RecurrentCell, fused_loss: bool = True,
+                 precision: str = "fp32", **cell_options):
         super().__init__()
-        self.config = config
+        self.config, self.fused_loss, self.precision = config, fused_loss, precision
         H = config.hidden_size
         self.encoder = nn.Embedding(vocab_size, H)
         self.cell = cell_class(H, nodes, config.dropoutx, config.dropouth, **cell_options)
@@ -212,16 +226,26 @@ class LanguageModel(nn.Module):
     def init_hidden(self, batch_size: int) -> torch.Tensor:
         return self.encoder.weight.new_zeros(batch_size, self.config.hidden_size)
 
-    def forward(
-        self, words: torch.Tensor, hidden: torch.Tensor, arch
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """words (T, B) -> logits (T, B, V), next hidden (B, H), cell outputs before dropout.
-
-        `arch` is what the cell takes: a genotype, or mixing weights for a MixedCell.
-        """
+    def features(self, words: torch.Tensor, hidden: torch.Tensor, arch) -> tuple[torch.Tensor, ...]:
+        """words (T, B) -> what the decoder reads (T, B, H), next hidden (B, H), cell outputs
+        before dropout. `arch` is what the cell takes: a genotype, or mixing weights for a MixedCell."""
         c = self.config
         p_embedding = c.dropoute if self.training else 0.0
         x = locked_dropout(embedding_dropout(self.encoder, words, p_embedding), c.dropouti, self.training)
         raw = self.cell(x, hidden, arch)  # (T, B, H)
-        logits = self.decoder(locked_dropout(raw, c.dropout, self.training))
-        return logits, raw[-1], raw
+        return locked_dropout(raw, c.dropout, self.training), raw[-1], raw
+
+    def forward(self, words: torch.Tensor, hidden: torch.Tensor, arch) -> tuple[torch.Tensor, ...]:
+        """words (T, B) -> logits (T, B, V), next hidden (B, H), cell outputs before dropout."""
+        out, next_hidden, raw = self.features(words, hidden, arch)
+        return self.decoder(out), next_hidden, raw
+
+    def loss(self, words: torch.Tensor, targets: torch.Tensor, hidden: torch.Tensor, arch) -> tuple[torch.Tensor, ...]:
+        """Mean cross-entropy of predicting `targets` (T, B), next hidden, cell outputs before dropout."""
+        with autocast(self.precision, words.device):
+            out, next_hidden, raw = self.features(words, hidden, arch)
+            if self.fused_loss:
+                unsqueezed = (t.unsqueeze(0) for t in (out, self.decoder.weight, self.decoder.bias))
+                return decoder_losses(*unsqueezed, targets)[0], next_hidden.float(), raw
+            logits = self.decoder(out).float()
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten()), next_hidden.float(), raw

@@ -21,18 +21,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from naseval.checkpoint import Checkpoint, random_states, restore_random_states
 from naseval.data import SPLITS, Corpus, batchify, get_batch
 from naseval.errors import TrainingDiverged
-from naseval.model import LanguageModel, ModelConfig
+from naseval.model import PRECISIONS, LanguageModel, ModelConfig
 from naseval.params import require
 from naseval.runtime import resolve_device, seed_everything
 from naseval.space import Genotype, format_genotype
 
 log = logging.getLogger("naseval")
+
+
+IMPLEMENTATIONS = ("fast", "reference")
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,13 @@ class TrainConfig:
     nonmono: int = 5
     tar: float = 1e-3  # beta: weight of the temporal activation regularization
     device: str = "cpu"
+    implementation: str = "fast"  # or "reference": logits then cross-entropy, one cell at a time
+    precision: str = "fp32"  # or "bf16": autocast, fp32 master weights
 
     def __post_init__(self) -> None:
+        require(self.implementation in IMPLEMENTATIONS, "implementation", self.implementation,
+                f"one of {', '.join(IMPLEMENTATIONS)}")
+        require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         for key in ("epochs", "batch_size", "eval_batch_size", "bptt", "nonmono"):
             value = getattr(self, key)
             require(value >= 1, key, value, "an integer >= 1")
@@ -78,8 +85,8 @@ def evaluate(model: LanguageModel, data: torch.Tensor, arch: Any, bptt: int) -> 
     total, count = 0.0, 0
     for start in range(0, data.size(0) - 1, bptt):
         x, y = get_batch(data, start, bptt)
-        logits, hidden, _ = model(x, hidden, arch)
-        total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").item()
+        loss, hidden, _ = model.loss(x, y, hidden, arch)
+        total += loss.item() * y.numel()
         count += y.numel()
     return total / count
 
@@ -132,8 +139,7 @@ def train_epoch(model, data, optimizer, config, rng, choose_arch: ChooseArch, pr
         x, y = get_batch(data, start, seq_len)
         hidden = hidden.detach()
         arch = choose_arch(Step(x, y, hidden, lr))
-        logits, hidden, raw = model(x, hidden, arch)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        loss, hidden, raw = model.loss(x, y, hidden, arch)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise TrainingDiverged(f"training diverged: loss {loss_value} at row {start}")
@@ -269,7 +275,8 @@ def build_model_and_data(
     `cell_options` go to LanguageModel: the cell's class, output rule, weight sharing.
     """
     device = resolve_device(config.device)
-    model = LanguageModel(len(corpus.vocabulary), nodes, model_config, **cell_options).to(device)
+    model = LanguageModel(len(corpus.vocabulary), nodes, model_config, fused_loss=config.implementation == "fast",
+                          precision=config.precision, **cell_options).to(device)
     batch_sizes = (config.batch_size, config.eval_batch_size, config.eval_batch_size)
     data = tuple(batchify(corpus.splits[s], b, device) for s, b in zip(SPLITS, batch_sizes, strict=True))
     return model, data

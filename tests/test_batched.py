@@ -1,12 +1,17 @@
 """The batched path gives each cell what the straightforward one-cell-at-a-time path gives it."""
 
+import dataclasses
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from naseval.batched import BatchedLanguageModel, evaluate_batched, evaluate_cells
 from naseval.batched_train import StackedNTASGD, train_cells
+from naseval.checkpoint import Checkpoint
+from naseval.decoder_loss import decoder_losses
 from naseval.model import LanguageModel, MixedCell, ModelConfig
 from naseval.space import SearchSpace
 from naseval.train import TrainConfig, evaluate, train_cell
@@ -22,19 +27,42 @@ TRAIN = TrainConfig(epochs=4, batch_size=8, eval_batch_size=8, bptt=10, lr=2.0)
 @pytest.mark.parametrize("output", ["mean", "loose_ends"])
 def test_a_batch_of_cells_computes_what_each_cell_computes_alone(output):
     torch.manual_seed(0)
-    single = LanguageModel(30, 3, DROPOUTS, output=output)
+    single = LanguageModel(30, 3, DROPOUTS, output=output, fused_loss=False)
     batched = BatchedLanguageModel(single, CELLS)
-    words = torch.randint(0, 30, (7, 4))
+    words, targets = torch.randint(0, 30, (7, 4)), torch.randint(0, 30, (7, 4))
     torch.manual_seed(5)  # the same dropout masks
-    logits, hidden, _ = batched(words, batched.init_hidden(4))
+    losses, hidden, _ = batched(words, targets, batched.init_hidden(4))
+    losses.sum().backward()
     for a, genotype in enumerate(CELLS):
         torch.manual_seed(5)
-        alone, alone_hidden, _ = single(words, single.init_hidden(4), genotype)
-        torch.testing.assert_close(logits[a], alone)
+        single.zero_grad()
+        loss, alone_hidden, _ = single.loss(words, targets, single.init_hidden(4), genotype)
+        loss.backward()
+        torch.testing.assert_close(losses[a], loss)
         torch.testing.assert_close(hidden[a], alone_hidden)
+        torch.testing.assert_close(batched.embedding.grad[a], single.encoder.weight.grad)
+        torch.testing.assert_close(batched.Ws[1].grad[a], single.cell.Ws[1].grad)
     data = torch.randint(0, 30, (40, 4))
     losses = evaluate_batched(batched, data, 5)
     assert losses.tolist() == pytest.approx([evaluate(single, data, g, 5) for g in CELLS], rel=1e-6)
+
+
+def test_the_fused_decoder_loss_has_the_values_and_gradients_of_logits_and_cross_entropy(monkeypatch):
+    monkeypatch.setattr("naseval.decoder_loss.CHUNK_BYTES", 7 * 50 * 4)  # chunks of 7 rows: 3 chunks
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 20, 6, requires_grad=True)
+    weight, bias = torch.randn(2, 50, 6, requires_grad=True), torch.randn(2, 50, requires_grad=True)
+    targets = torch.randint(0, 50, (20,))
+    fused = decoder_losses(hidden, weight, bias, targets)
+    (fused * torch.tensor([1.0, 3.0])).sum().backward()
+    fused_grads = [t.grad.clone() for t in (hidden, weight, bias)]
+    for t in (hidden, weight, bias):
+        t.grad = None
+    plain = torch.stack([F.cross_entropy(hidden[a] @ weight[a].t() + bias[a], targets) for a in range(2)])
+    (plain * torch.tensor([1.0, 3.0])).sum().backward()
+    torch.testing.assert_close(fused, plain)
+    for mine, theirs in zip(fused_grads, (hidden.grad, weight.grad, bias.grad), strict=True):
+        torch.testing.assert_close(mine, theirs)
 
 
 def one_hot(genotype):
@@ -102,20 +130,58 @@ def test_each_cell_switches_to_averaged_sgd_as_torch_would_alone():
 
 
 def test_a_cell_that_diverges_leaves_the_batch_and_the_others_are_unchanged(tiny_corpus, monkeypatch):
-    import naseval.batched as batched
-
-    real = batched.losses_per_cell
-
-    def nan_for_the_second_cell(logits, targets):
-        losses = real(logits, targets)
-        if logits.size(0) == len(CELLS):
+    def nan_for_the_second_cell(hidden, weight, bias, targets):
+        losses = decoder_losses(hidden, weight, bias, targets)
+        if hidden.size(0) == len(CELLS):
             losses = losses + torch.tensor([0.0, math.nan] + [0.0] * (len(CELLS) - 2))
         return losses
 
     healthy = train_cells(CELLS, tiny_corpus, 3, DROPOUTS, TRAIN, seed=3, show_progress=False)
-    monkeypatch.setattr("naseval.batched_train.losses_per_cell", nan_for_the_second_cell)
+    monkeypatch.setattr("naseval.batched.decoder_losses", nan_for_the_second_cell)
     outcomes = train_cells(CELLS, tiny_corpus, 3, DROPOUTS, TRAIN, seed=3, show_progress=False)
     assert outcomes[1].failure == "training diverged: loss nan at row 0" and outcomes[1].test_ppl is None
     for a in (0, 2, 3, 4, 5):
         assert outcomes[a].failure is None
         assert outcomes[a].test_ppl == pytest.approx(healthy[a].test_ppl, rel=1e-5)
+
+
+def test_a_batch_killed_after_an_epoch_resumes_from_its_checkpoint_and_ends_the_same(tmp_path, tiny_corpus):
+    config = dataclasses.replace(TRAIN, epochs=3, nonmono=1)
+    whole = train_cells(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False)
+    checkpoint = Checkpoint(tmp_path / "cells.pt", "run")
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_epoch_2(state):
+        Checkpoint.save(checkpoint, state)
+        if state["epoch"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_cells(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False,
+                    checkpoint=SimpleNamespace(load=checkpoint.load, save=killed_after_epoch_2, path=checkpoint.path))
+    resumed = train_cells(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False,
+                          checkpoint=checkpoint)
+    def numbers(outcomes):
+        return [(o.valid_ppl, o.test_ppl, [{k: v for k, v in h.items() if k != "seconds"} for h in o.history])
+                for o in outcomes]
+
+    assert numbers(resumed) == numbers(whole)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_bf16_autocast_keeps_a_short_run_within_one_percent_of_fp32(tiny_corpus, batched):
+    model = ModelConfig(hidden_size=16, dropout=0.1, dropouth=0.1, dropoutx=0.1, dropouti=0.1, dropoute=0.0)
+    fp32 = TrainConfig(epochs=3, batch_size=8, eval_batch_size=8, bptt=10, lr=5.0)
+    bf16 = dataclasses.replace(fp32, precision="bf16")
+    genotype = SearchSpace(2).from_id(6)
+
+    def valid_ppl(config):
+        if batched:
+            return train_cells([genotype], tiny_corpus, 2, model, config, seed=0, show_progress=False)[0].valid_ppl
+        return train_cell(genotype, tiny_corpus, 2, model, config, seed=0, show_progress=False).valid_ppl
+
+    full, half = valid_ppl(fp32), valid_ppl(bf16)
+    assert half != full  # autocast did change the arithmetic
+    assert half == pytest.approx(full, rel=0.01)

@@ -190,8 +190,7 @@ class EnasPolicy(SearchPolicy):
             model.eval()
             x, y = reward_batches.next()
             with torch.no_grad():
-                logits, _, _ = model(x, model.init_hidden(x.size(1)), genotype)
-                loss = F.cross_entropy(logits.flatten(0, 1), y.flatten()).item()
+                loss = model.loss(x, y, model.init_hidden(x.size(1)), genotype)[0].item()
             return config.controller.reward_c / perplexity(loss)
 
         def sample_cell(step) -> Genotype:
