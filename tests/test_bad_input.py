@@ -104,6 +104,12 @@ CASES = {  # name -> (break the workspace, the command, what the message says)
     "zero epochs": (
         lambda r, m: edit_params(r, lambda p: p["train"].update(epochs=0)), ground_truth,
         "train.epochs: expected an integer >= 1, got 0"),
+    "unknown implementation": (
+        lambda r, m: edit_params(r, lambda p: p["train"].update(implementation="turbo")), ground_truth,
+        "train.implementation: expected one of fast, reference, got 'turbo'"),
+    "unknown precision": (
+        lambda r, m: edit_params(r, lambda p: p["train"].update(precision="fp8")), train,
+        "train.precision: expected one of fp32, bf16, got 'fp8'"),
     "wrong type": (
         lambda r, m: edit_params(r, lambda p: p["search"]["random_ws"]["train"].update(epochs="ten")), search,
         "search.random_ws.train.epochs: expected an integer, got 'ten'"),
