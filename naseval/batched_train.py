@@ -170,7 +170,7 @@ class CellBatch:
         return (totals / max(count, 1)).tolist()
 
     def end_epoch(self, epoch: int, train_losses: list[float], valid_data: torch.Tensor, seconds: float) -> None:
-        """Validate (averaged weights where a cell averages), keep best states, switch, log."""
+        """Validate (averaged weights where a cell averages), keep best states, record, switch."""
         config = self.config
         averaging = self.optimizer.averaging.tolist()
         with self.optimizer.averaged_weights():
