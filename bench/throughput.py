@@ -1,6 +1,6 @@
 """Throughput against the machine's matrix-product limit, fast path beside the reference path.
 
-    python bench/throughput.py                      # CPU: default and paper sizes, ~10 minutes on 2 cores
+    python bench/throughput.py                      # CPU: default and paper sizes, ~7 minutes on 2 cores
     python bench/throughput.py --device cuda        # what bench/device_check.sh runs
     python bench/throughput.py --stages             # also time the ground_truth stage both ways and a no-op dvc repro
 
