@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -217,8 +218,6 @@ def with_limits(row: dict, limits: dict) -> dict:
 
 def stage_seconds(implementation: str, workdir: Path) -> float:
     """Wall time of the default profile's ground_truth stage (seed 0) with `implementation`."""
-    import yaml
-
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["train"]["implementation"] = implementation
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))

@@ -43,11 +43,12 @@ class CellPlan:
                       for op in dict.fromkeys(ops)]
             order = torch.cat([cells for _, cells in groups]) if groups else self.cells
             self.op_groups.append((groups, torch.argsort(order)))
-        weights = torch.zeros(nodes, count, 1, 1, device=device)
-        for a, genotype in enumerate(self.genotypes):
-            outputs = loose_ends(genotype) if output == "loose_ends" else range(nodes)
-            weights[list(outputs), a] = 1.0 / len(outputs)
-        self.output_weights = None if output == "mean" else weights
+        self.output_weights = None  # the mean of all nodes; with loose ends, each cell's own mean:
+        if output == "loose_ends":
+            self.output_weights = torch.zeros(nodes, count, 1, 1, device=device)
+            for a, genotype in enumerate(self.genotypes):
+                ends = loose_ends(genotype)
+                self.output_weights[ends, a] = 1.0 / len(ends)
 
     def predecessor(self, states: list[torch.Tensor], node: int) -> torch.Tensor:
         pred = self.preds[node]
@@ -69,6 +70,7 @@ class CellPlan:
 
 
 Norm = Callable[[torch.Tensor], torch.Tensor]
+LossStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def batch_norm(x: torch.Tensor) -> torch.Tensor:
@@ -186,17 +188,23 @@ def shared_locked_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Te
 
 
 @torch.no_grad()
-def evaluate_batched(model: BatchedLanguageModel, data: torch.Tensor, bptt: int) -> torch.Tensor:
-    """Each cell's mean cross-entropy per token on batchified `data`: (A,)."""
-    model.eval()
-    hidden = model.init_hidden(data.size(1))
-    total, count = torch.zeros(len(model.genotypes), dtype=torch.float64, device=data.device), 0
+def mean_losses(data: torch.Tensor, bptt: int, hidden: torch.Tensor, step: LossStep) -> torch.Tensor:
+    """Each cell's mean cross-entropy per token over batchified `data`, carrying the hidden state
+    from one `step(inputs, targets, hidden) -> (losses, hidden)` to the next: (A,)."""
+    total, count = torch.zeros(hidden.size(0), dtype=torch.float64, device=data.device), 0
     for start in range(0, data.size(0) - 1, bptt):
         x, y = get_batch(data, start, bptt)
-        losses, hidden, _ = model(x, y, hidden)
+        losses, hidden = step(x, y, hidden)
         total += losses.double() * y.numel()
         count += y.numel()
     return (total / count).cpu()
+
+
+@torch.no_grad()
+def evaluate_batched(model: BatchedLanguageModel, data: torch.Tensor, bptt: int) -> torch.Tensor:
+    """Each cell's mean cross-entropy per token on batchified `data`: (A,)."""
+    model.eval()
+    return mean_losses(data, bptt, model.init_hidden(data.size(1)), lambda x, y, hidden: model(x, y, hidden)[:2])
 
 
 def node_weights_of(cell: RecurrentCell, genotypes: Sequence[Genotype]) -> list[torch.Tensor]:
@@ -218,20 +226,15 @@ def evaluate_cells(model: LanguageModel, data: torch.Tensor, genotypes: Sequence
     norm = batch_norm if mixed and not isinstance(cell.norm, nn.Identity) else None
     plan = CellPlan(genotypes, cell.nodes, "mean" if mixed else cell.output, data.device)
     node_weights = node_weights_of(cell, genotypes)
-    H, E = cell.hidden_size, model.encoder.weight
-    hidden = E.new_zeros(len(genotypes), data.size(1), H)
-    total, count = torch.zeros(len(genotypes), dtype=torch.float64, device=data.device), 0
-    for start in range(0, data.size(0) - 1, bptt):
-        x, y = get_batch(data, start, bptt)
+    H, E, decoder, count = cell.hidden_size, model.encoder.weight, model.decoder, len(genotypes)
+
+    def step(x: torch.Tensor, y: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(model.precision, data.device):
             x_proj = F.embedding(x, E) @ cell.W0[:H]  # (T, B, 2H), the same for every cell
             raw = run_cells(x_proj, hidden, cell.W0[H:], node_weights, plan, None, norm)
-            decoder = model.decoder
-            losses = decoder_losses(raw, decoder.weight.expand(len(genotypes), -1, -1),
-                                    decoder.bias.expand(len(genotypes), -1), y)
-        hidden = raw[:, -1].float()
-        total += losses.double() * y.numel()
-        count += y.numel()
-    return (total / count).cpu()
+            losses = decoder_losses(raw, decoder.weight.expand(count, -1, -1), decoder.bias.expand(count, -1), y)
+        return losses, raw[:, -1].float()
+
+    return mean_losses(data, bptt, E.new_zeros(count, data.size(1), H), step)
 
 

@@ -57,10 +57,12 @@ class StackedNTASGD:
         self.steps += self.averaging
         # ASGD's mu: 1 for its first two steps (a copy), then 1 / (steps - 1)
         mu = torch.where(self.steps <= 2, 1.0, 1.0 / (self.steps - 1).clamp(min=1)) * self.averaging
+        averaging = bool(self.averaging.any())  # until some cell switches, no average to keep
         for p, average in zip(self.params, self.averages, strict=True):
             p.sub_(per_cell(eta, p) * p.grad.add(p, alpha=self.weight_decay))
-            copy = per_cell(self.averaging & (self.steps <= 2), p)
-            average.copy_(torch.where(copy, p, average + (p - average) * per_cell(mu, p)))
+            if averaging:
+                copy = per_cell(self.averaging & (self.steps <= 2), p)
+                average.copy_(torch.where(copy, p, average + (p - average) * per_cell(mu, p)))
         self.eta[self.averaging] = lr
 
     def start_averaging(self, cells: torch.Tensor) -> None:
@@ -151,8 +153,7 @@ class CellBatch:
             x, y = get_batch(data, start, seq_len)
             losses, hidden, raw = model(x, y, hidden.detach())
             tar = config.tar * (raw[:, 1:] - raw[:, :-1]).pow(2).flatten(1).mean(1)
-            for p in model.parameters():
-                p.grad = None
+            model.zero_grad(set_to_none=True)
             (losses + tar).sum().backward()
             diverged = {a: f"training diverged: loss {loss} at row {start}"
                         for a, loss in enumerate(losses.tolist()) if not math.isfinite(loss)}

@@ -13,6 +13,7 @@ from naseval.batched_train import StackedNTASGD, train_cells
 from naseval.checkpoint import Checkpoint
 from naseval.decoder_loss import decoder_losses
 from naseval.model import LanguageModel, MixedCell, ModelConfig
+from naseval.policies.darts import one_hot
 from naseval.space import SearchSpace
 from naseval.train import TrainConfig, evaluate, train_cell
 
@@ -65,15 +66,6 @@ def test_the_fused_decoder_loss_has_the_values_and_gradients_of_logits_and_cross
         torch.testing.assert_close(mine, theirs)
 
 
-def one_hot(genotype):
-    weights = []
-    for node, (op, pred) in enumerate(genotype):
-        w = torch.zeros(node + 1, len(SPACE.ops))
-        w[pred, SPACE.ops.index(op)] = 1.0
-        weights.append(w)
-    return weights
-
-
 @pytest.mark.parametrize("supernet", [
     {"weights": "per_node"}, {"weights": "per_edge", "output": "loose_ends"}, {"weights": "per_choice"},
     {"cell_class": MixedCell, "ops": SPACE.ops, "batch_norm": False},
@@ -83,7 +75,7 @@ def test_cells_scored_together_under_shared_weights_score_as_one_by_one(supernet
     torch.manual_seed(0)
     model = LanguageModel(30, 3, DROPOUTS, **supernet)
     data = torch.randint(0, 30, (40, 4))
-    arch_of = one_hot if "cell_class" in supernet else (lambda genotype: genotype)
+    arch_of = (lambda g: one_hot(g, SPACE, model.encoder.weight)) if "cell_class" in supernet else (lambda g: g)
     together = evaluate_cells(model, data, CELLS, 5)
     assert together.tolist() == pytest.approx([evaluate(model, data, arch_of(g), 5) for g in CELLS], rel=1e-6)
 
