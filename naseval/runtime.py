@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import platform
 import random
 import shutil
 import sys
@@ -22,7 +23,8 @@ import torch
 
 from naseval.errors import NasevalError
 
-DEVICES = ("cpu", "cuda", "auto")
+# No "auto": a device picked by the machine would change results behind DVC's back.
+DEVICES = ("cpu", "cuda")
 DETERMINISTIC_ENV = "NASEVAL_DETERMINISTIC"
 RESUME = ".resume"  # inside a resumable scratch folder: checkpoints, removed when the stage succeeds
 
@@ -62,11 +64,38 @@ def keep_freed_memory() -> None:
 def resolve_device(name: str) -> torch.device:
     if name not in DEVICES:
         raise NasevalError(f"device: expected one of {', '.join(DEVICES)}, got {name!r}")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise NasevalError("device: 'cuda' was asked for but no CUDA device is available")
     return torch.device(name)
+
+
+def processor_name() -> str:
+    """The CPU's model name as Linux reports it, else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+ENVIRONMENT = "environment.json"  # in every stage's output folder
+
+
+def environment(threads: int | None = None) -> dict[str, Any]:
+    """What a stage ran on, for its output: results are byte-identical only on the same kind of
+    machine and software, so a reader must be able to tell which one produced them. `threads`:
+    those of the training processes, where they are not this one."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "cpu": processor_name(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads() if threads is None else threads,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_initialized() else "cpu",
+    }
 
 
 def setup_logging(log_file: Path) -> logging.Logger:

@@ -52,6 +52,9 @@ class TrainConfig:
     nonmono: int = 5
     tar: float = 1e-3  # beta: weight of the temporal activation regularization
     device: str = "cpu"
+    # CPU threads of one training process. Part of the recipe, not a resource knob: the order in
+    # which parallel kernels sum floats depends on it, and at this budget that order is a seed.
+    threads: int = 1
     implementation: str = "fast"  # or "reference": logits then cross-entropy, one cell at a time
     precision: str = "fp32"  # or "bf16": autocast, fp32 master weights
 
@@ -59,7 +62,7 @@ class TrainConfig:
         require(self.implementation in IMPLEMENTATIONS, "implementation", self.implementation,
                 f"one of {', '.join(IMPLEMENTATIONS)}")
         require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
-        for key in ("epochs", "batch_size", "eval_batch_size", "bptt", "nonmono"):
+        for key in ("epochs", "batch_size", "eval_batch_size", "bptt", "nonmono", "threads"):
             value = getattr(self, key)
             require(value >= 1, key, value, "an integer >= 1")
         require(self.max_seq_len_delta >= 0, "max_seq_len_delta", self.max_seq_len_delta, "an integer >= 0")
@@ -275,6 +278,7 @@ def build_model_and_data(
     `cell_options` go to LanguageModel: the cell's class, output rule, weight sharing.
     """
     device = resolve_device(config.device)
+    torch.set_num_threads(config.threads)
     model = LanguageModel(len(corpus.vocabulary), nodes, model_config, fused_loss=config.implementation == "fast",
                           precision=config.precision, **cell_options).to(device)
     batch_sizes = (config.batch_size, config.eval_batch_size, config.eval_batch_size)

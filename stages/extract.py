@@ -6,7 +6,7 @@ import typer
 
 from naseval.params import load, read_params
 from naseval.records import SEARCH_RESULT, top_candidate
-from naseval.runtime import read_json, write_json
+from naseval.runtime import environment, read_json, write_json
 from naseval.space import SearchSpace, parse_genotype
 from stages.common import run_stage
 
@@ -20,7 +20,7 @@ def main(
     top = top_candidate(read_json(search / SEARCH_RESULT))
     if top["status"] == "ok":
         parse_genotype(top["genotype"], load(SearchSpace, read_params(params), "space"))
-    write_json(out, top)
+    write_json(out, top | {"environment": environment()})
 
 
 if __name__ == "__main__":

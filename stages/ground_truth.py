@@ -9,7 +9,7 @@ from naseval.ground_truth import GroundTruthConfig, ground_truth_record
 from naseval.model import ModelConfig
 from naseval.params import load, read_params
 from naseval.records import GROUND_TRUTH
-from naseval.runtime import RESUME, atomic_directory, setup_logging, write_csv, write_json
+from naseval.runtime import ENVIRONMENT, RESUME, atomic_directory, environment, setup_logging, write_csv, write_json
 from naseval.space import SearchSpace
 from naseval.train import TrainConfig
 from stages.common import run_stage
@@ -31,7 +31,9 @@ def main(
         record = ground_truth_record(space, load_corpus(data), model_config, train_config, config, seed,
                                      resume=folder / RESUME)
         write_json(folder / GROUND_TRUTH, record)
-        write_csv(folder / "cells.csv", record["cells"])
+        write_json(folder / ENVIRONMENT, environment(train_config.threads))
+        write_csv(folder / "cells.csv", [{k: v for k, v in cell.items() if k != "valid_ppl_by_epoch"}
+                                         for cell in record["cells"]])
 
 
 if __name__ == "__main__":

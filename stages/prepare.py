@@ -6,7 +6,7 @@ import typer
 
 from naseval.data import DataConfig, default_download_dir, locate_ptb, save_corpus, tokenize
 from naseval.params import load, read_params
-from naseval.runtime import atomic_directory, write_json
+from naseval.runtime import ENVIRONMENT, atomic_directory, environment, write_json
 from stages.common import run_stage
 
 
@@ -21,6 +21,7 @@ def main(
     with atomic_directory(out) as folder:
         save_corpus(corpus, folder)
         write_json(folder / "meta.json", corpus.describe(files, config))
+        write_json(folder / ENVIRONMENT, environment())
 
 
 if __name__ == "__main__":

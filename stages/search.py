@@ -11,7 +11,7 @@ from naseval.errors import TrainingDiverged
 from naseval.params import load, read_params
 from naseval.policies import SearchTask, get_policy
 from naseval.records import SEARCH_RESULT, SEARCH_TRACE, failed_search_json, search_result_json
-from naseval.runtime import RESUME, atomic_directory, setup_logging, write_csv, write_json
+from naseval.runtime import ENVIRONMENT, RESUME, atomic_directory, environment, setup_logging, write_csv, write_json
 from naseval.space import SearchSpace, format_genotype
 from stages.common import run_stage
 
@@ -38,11 +38,13 @@ def main(
         try:
             result = policy_cls(config).search(task)
         except TrainingDiverged as diverged:  # a failed run is a result: the analysis counts it
+            write_json(folder / ENVIRONMENT, environment())
             log.error("search failed: %s", diverged)
             record = failed_search_json(space, policy, seed, time.perf_counter() - started, str(diverged))
             write_json(folder / SEARCH_RESULT, record)
             return
         seconds = time.perf_counter() - started
+        write_json(folder / ENVIRONMENT, environment())  # after the search: its threads
         write_json(folder / SEARCH_RESULT, search_result_json(result, space, policy, seed, seconds))
         write_csv(folder / SEARCH_TRACE, result.trace)
         log.info("search done in %.1f s; top cell %s", seconds, format_genotype(result.candidates[0].genotype))

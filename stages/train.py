@@ -11,7 +11,16 @@ from naseval.errors import TrainingDiverged
 from naseval.model import ModelConfig
 from naseval.params import load, read_params
 from naseval.records import TRAIN_METRICS
-from naseval.runtime import RESUME, atomic_directory, read_json, setup_logging, write_csv, write_json
+from naseval.runtime import (
+    ENVIRONMENT,
+    RESUME,
+    atomic_directory,
+    environment,
+    read_json,
+    setup_logging,
+    write_csv,
+    write_json,
+)
 from naseval.space import SearchSpace, parse_genotype
 from naseval.train import TrainConfig, train_cell
 from stages.common import run_stage
@@ -33,6 +42,7 @@ def main(
     corpus = load_corpus(data)
     with atomic_directory(out, resumable=True) as folder:
         log = setup_logging(folder / "train.log")
+        write_json(folder / ENVIRONMENT, environment(config.threads))
         if genotype is None:  # nothing to train; the failure travels on to the analysis
             log.error("no cell to train: %s", top["reason"])
             write_json(folder / TRAIN_METRICS, {"status": "failed", "reason": top["reason"]})

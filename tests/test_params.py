@@ -17,7 +17,7 @@ from naseval.train import TrainConfig
         (TrainConfig, {"lr": "3e-3x"}, "params.yaml: train.lr: expected a number, got '3e-3x'"),
         (TrainConfig, {"lrr": 1.0}, r"unknown key train.lrr \(known: epochs, "),
         (TrainConfig, {"epochs": 1.5}, "train.epochs: expected an integer, got 1.5"),
-        (TrainConfig, {"device": "tpu"}, "train.device: expected one of cpu, cuda, auto, got 'tpu'"),
+        (TrainConfig, {"device": "tpu"}, "train.device: expected one of cpu, cuda, got 'tpu'"),
         (GroundTruthConfig, {"seeds": []}, r"ground_truth.seeds: expected a non-empty list of integers, got \[\]"),
     ],
 )
