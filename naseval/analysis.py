@@ -11,17 +11,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from naseval.params import require
+import numpy as np
+
 from naseval.ranking import (
     Scores,
     kendall_tau,
     kendall_tau_p,
-    mean_pairwise_tau,
     mean_scores,
     pairwise_taus,
     ranks,
     spearman_rho,
     top_k_overlap,
 )
+from naseval.reliability import cell_intervals, kendall_tau_interval, reliability, seed_matrix
 from naseval.statistics import compare_samples, describe
 
 TRACE_COLUMNS = ["run", "epoch", "cell_id", "genotype", "score"]  # of a search trace's plot rows
@@ -55,7 +57,7 @@ class AnalysisConfig:
     bootstrap_resamples: int = 10_000
     bootstrap_seed: int = 0
     top_k: tuple[int, ...] = (1, 3, 5)  # overlaps of the k best cells, weight sharing vs ground truth
-    low_noise_ceiling: float = 0.5  # below this seed-to-seed tau, ground truth is called mostly noise
+    min_ceiling_tau: float = 0.8  # below this ceiling tau the report calls the ground truth too noisy
 
     def __post_init__(self) -> None:
         for key in ("confidence", "significance"):
@@ -65,7 +67,7 @@ class AnalysisConfig:
                 "an integer >= 100")
         require(len(self.top_k) >= 1 and all(k >= 1 for k in self.top_k), "top_k", list(self.top_k),
                 "a non-empty list of integers >= 1")
-        require(-1 <= self.low_noise_ceiling <= 1, "low_noise_ceiling", self.low_noise_ceiling,
+        require(-1 <= self.min_ceiling_tau <= 1, "min_ceiling_tau", self.min_ceiling_tau,
                 "a number between -1 and 1")
 
 
@@ -107,6 +109,10 @@ class GroundTruth:
     def mean(self) -> Scores:
         return mean_scores(list(self.valid_ppl.values()))
 
+    @property
+    def per_seed(self) -> list[Scores]:
+        return [self.valid_ppl[seed] for seed in sorted(self.valid_ppl)]
+
 
 @dataclass
 class Analysis:
@@ -140,6 +146,7 @@ def summarize_policy(runs: list[RunRecord], truth: Scores | None) -> dict[str, A
     if known:
         truth_ranks, best = ranks(truth), min(truth.values())
         summary |= {
+            "ground_truth_valid_ppl": describe([truth[r.cell_id] for r in known]),
             "ground_truth_rank": describe([truth_ranks[r.cell_id] for r in known]),
             "regret": describe([truth[r.cell_id] - best for r in known]),
             "found_best_cell": sum(truth_ranks[r.cell_id] == 1 for r in known),
@@ -183,45 +190,68 @@ def run_summary(run: RunRecord, truth: Scores | None) -> dict[str, Any]:
         "valid_ppl": run.valid_ppl,
     }
     if truth and run.cell_id in truth:
-        summary |= {"ground_truth_rank": ranks(truth)[run.cell_id],
+        summary |= {"ground_truth_valid_ppl": truth[run.cell_id], "ground_truth_rank": ranks(truth)[run.cell_id],
                     "regret": truth[run.cell_id] - min(truth.values())}
     return summary
 
 
-def agreement(scores: Scores, truth: Scores, top_k: tuple[int, ...]) -> dict[str, float | None]:
-    """How well one weight-sharing ranking matches the ground truth, matched by cell id."""
+def agreement(scores: Scores, truth: GroundTruth, config: AnalysisConfig,
+              rng: np.random.Generator) -> dict[str, Any]:
+    """How well one weight-sharing ranking matches the ground-truth mean, matched by cell id; the
+    interval resamples cells and ground-truth seeds (`reliability.kendall_tau_interval`)."""
+    mean, top_k = truth.mean, config.top_k
+    interval = (kendall_tau_interval(scores, truth.per_seed, config.bootstrap_resamples, config.confidence, rng)
+                if len(truth.valid_ppl) > 1 else None)
     return {
-        "kendall_tau": finite(kendall_tau(scores, truth)),
-        "kendall_tau_p": finite(kendall_tau_p(scores, truth)),
-        "spearman_rho": finite(spearman_rho(scores, truth)),
-        **{f"top_{k}_overlap": top_k_overlap(scores, truth, k) for k in top_k},
+        "kendall_tau": finite(kendall_tau(scores, mean)),
+        "kendall_tau_interval": interval,
+        "kendall_tau_p": finite(kendall_tau_p(scores, mean)),
+        "spearman_rho": finite(spearman_rho(scores, mean)),
+        **{f"top_{k}_overlap": top_k_overlap(scores, mean, k) for k in top_k},
     }
 
 
-def compare_policy(runs: list[RunRecord], experiment: Experiment, config: AnalysisConfig) -> dict[str, Any] | None:
-    """The policy against the baseline on the test perplexity of their found cells."""
-    finished = {p: [r.test_ppl for r in runs if r.policy == p and r.failure is None] for p in experiment.policies}
-    if experiment.policy == experiment.baseline or not all(finished.values()):
+def compare_policy(runs: list[RunRecord], experiment: Experiment, truth: Scores | None,
+                   config: AnalysisConfig) -> dict[str, Any] | None:
+    """The policy against the baseline on the quality of their found cells, measured twice: by the
+    test perplexity of each cell's one retrain, and, in an enumerable space, by the cell's
+    ground-truth mean over the training seeds. The verdict rests on the second where it exists:
+    one retrain is one draw of training noise, the ground-truth mean averages several."""
+    if experiment.policy == experiment.baseline:
         return None
-    policy, baseline = finished[experiment.policy], finished[experiment.baseline]
-    return {"policy": experiment.policy, "baseline": experiment.baseline, "metric": "test_ppl",
-            **compare_samples(policy, baseline, config.bootstrap_resamples, config.confidence,
-                              config.bootstrap_seed)}
+    finished = [r for r in runs if r.failure is None]
+    metrics = {"test_ppl": lambda r: r.test_ppl}
+    if truth:
+        metrics["ground_truth_valid_ppl"] = lambda r: truth.get(r.cell_id)
+    comparison: dict[str, Any] = {"policy": experiment.policy, "baseline": experiment.baseline}
+    for metric, value in metrics.items():
+        samples = [[value(r) for r in finished if r.policy == p and value(r) is not None]
+                   for p in (experiment.policy, experiment.baseline)]
+        if all(samples):
+            comparison[metric] = compare_samples(*samples, config.bootstrap_resamples, config.confidence,
+                                                 config.bootstrap_seed)
+    verdict_metric = next((m for m in ("ground_truth_valid_ppl", "test_ppl") if m in comparison), None)
+    return comparison | {"verdict_metric": verdict_metric} if verdict_metric else None
 
 
 def ground_truth_summary(truth: GroundTruth, config: AnalysisConfig) -> dict[str, Any]:
     mean = truth.mean
     best = min(mean, key=lambda cell: (mean[cell], cell))
-    return {
+    summary = {
         "cells": len(mean),
         "seeds": sorted(truth.valid_ppl),
         "failed_cells": {"count": len(truth.failed), "cells": truth.failed},
         "best_cell_id": best,
         "best_genotype": truth.genotypes.get(best),
         "best_valid_ppl": mean[best],
-        "noise_ceiling_kendall_tau": mean_pairwise_tau(list(truth.valid_ppl.values())),
-        "low_noise_ceiling": config.low_noise_ceiling,
+        "reliability": reliability(truth.per_seed, config.bootstrap_resamples, config.confidence,
+                                   config.bootstrap_seed),
+        "min_ceiling_tau": config.min_ceiling_tau,
     }
+    if len(truth.valid_ppl) > 1:  # how far one retrain of a cell scatters: the per-cell std over seeds
+        summary["retrain_noise_sd"] = float(np.mean(cell_intervals(seed_matrix(truth.per_seed)[1],
+                                                                   config.confidence)["std"]))
+    return summary
 
 
 def ranking_rows(runs: list[RunRecord], truth: Scores) -> list[dict[str, Any]]:
@@ -243,13 +273,19 @@ def tau_rows(runs: list[RunRecord], truth: Scores) -> list[dict[str, Any]]:
     ]
 
 
-def ground_truth_rows(truth: GroundTruth) -> list[dict[str, Any]]:
+def ground_truth_rows(truth: GroundTruth, confidence: float) -> list[dict[str, Any]]:
+    """One row per cell: mean over seeds, std and a t interval of the mean (none with one seed),
+    rank, and each seed's result."""
     mean = truth.mean
     truth_ranks = ranks(mean)
+    cells, results = seed_matrix(truth.per_seed)
+    spread = cell_intervals(results, confidence) if results.shape[1] > 1 else None
     return [
-        {"cell_id": cell, "genotype": truth.genotypes.get(cell), "mean_valid_ppl": ppl, "rank": truth_ranks[cell],
+        {"cell_id": cell, "genotype": truth.genotypes.get(cell), "mean_valid_ppl": mean[cell],
+         **{key: None if spread is None else float(spread[key][i]) for key in ("std", "low", "high")},
+         "rank": truth_ranks[cell],
          **{f"seed_{seed}": scores.get(cell) for seed, scores in sorted(truth.valid_ppl.items())}}
-        for cell, ppl in sorted(mean.items())
+        for i, cell in enumerate(cells)
     ]
 
 
@@ -262,14 +298,15 @@ def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment:
                        "seeds": list(experiment.seeds)},
         "policies": {p: summarize_policy([r for r in runs if r.policy == p], truth) for p in experiment.policies},
     }
-    comparison = compare_policy(runs, experiment, config)
+    comparison = compare_policy(runs, experiment, truth, config)
     if comparison:
         summary["comparison"] = comparison
     summary["runs"] = {r.name: run_summary(r, truth) for r in runs}
     if truth:
         summary["ground_truth"] = ground_truth_summary(ground_truth, config)
+        rng = np.random.default_rng(config.bootstrap_seed)
         summary["weight_sharing"] = {
-            r.name: {name: agreement(scores, truth, config.top_k) for name, scores in r.rankings.items()}
+            r.name: {name: agreement(scores, ground_truth, config, rng) for name, scores in r.rankings.items()}
             for r in runs if r.rankings
         }
     final_ppl = [
@@ -284,7 +321,7 @@ def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment:
     return Analysis(
         summary, final_ppl,
         ranking_rows(runs, truth) if truth else [],
-        ground_truth_rows(ground_truth) if truth else [],
+        ground_truth_rows(ground_truth, config.confidence) if truth else [],
         trace_rows,
         tau_rows(runs, truth) if truth else [],
     )

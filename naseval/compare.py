@@ -12,7 +12,7 @@ from typing import Any
 from naseval.report import finished, markdown_table, number, p_value
 
 TABLE_COLUMNS = ["policy", "experiments", "runs_ok", "runs", "test_ppl_mean", "test_ppl_std", "test_ppl_best",
-                 "baseline", "welch_p", "mann_whitney_p", "probability_of_beating_baseline",
+                 "ground_truth_valid_ppl_mean", "baseline", "judged_on", "welch_p", "mann_whitney_p", "probability_of_beating_baseline",
                  "ground_truth_rank_mean"]
 
 
@@ -44,7 +44,8 @@ def policy_row(label: str, summary: dict[str, Any], policy: str) -> dict[str, An
     stats = summary["policies"][policy]
     test = stats.get("test_ppl") or {}
     comparison = summary.get("comparison") or {}
-    against = comparison if comparison.get("policy") == policy else {}  # the baseline's own row has none
+    # the baseline's own row has no comparison; the policy's is on the metric its verdict rests on
+    against = comparison.get(comparison["verdict_metric"], {}) if comparison.get("policy") == policy else {}
     return {
         "policy": policy,
         "experiments": label,
@@ -53,7 +54,9 @@ def policy_row(label: str, summary: dict[str, Any], policy: str) -> dict[str, An
         "test_ppl_mean": test.get("mean"),
         "test_ppl_std": test.get("std"),
         "test_ppl_best": test.get("best"),
-        "baseline": against.get("baseline"),
+        "ground_truth_valid_ppl_mean": (stats.get("ground_truth_valid_ppl") or {}).get("mean"),
+        "baseline": comparison.get("baseline") if against else None,
+        "judged_on": comparison.get("verdict_metric") if against else None,
         "welch_p": against.get("welch_p"),
         "mann_whitney_p": against.get("mann_whitney_p"),
         "probability_of_beating_baseline": against.get("probability_of_beating_baseline"),
@@ -78,11 +81,12 @@ def table_one(summaries: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any
 
 def table_markdown(rows: list[dict[str, Any]]) -> str:
     return markdown_table(
-        ["policy", "experiments", "runs ok", "test ppl (mean ± std)", "best", "vs", "Welch p", "Mann-Whitney p",
-         "P(beats baseline)", "ground-truth rank"],
+        ["policy", "experiments", "runs ok", "test ppl (mean ± std)", "best", "ground-truth ppl", "vs",
+         "judged on", "Welch p", "Mann-Whitney p", "P(beats baseline)", "ground-truth rank"],
         [[row["policy"], row["experiments"], f"{row['runs_ok']}/{row['runs']}",
           f"{number(row['test_ppl_mean'])} ± {number(row['test_ppl_std'])}", number(row["test_ppl_best"]),
-          row["baseline"] or "", p_value(row["welch_p"]) if row["baseline"] else "",
+          number(row["ground_truth_valid_ppl_mean"]), row["baseline"] or "", row["judged_on"] or "",
+          p_value(row["welch_p"]) if row["baseline"] else "",
           p_value(row["mann_whitney_p"]) if row["baseline"] else "",
           number(row["probability_of_beating_baseline"], 2) if row["baseline"] else "",
           number(row["ground_truth_rank_mean"])]

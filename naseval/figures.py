@@ -48,17 +48,19 @@ def final_ppl_figure(rows: list[dict[str, Any]]) -> Figure:
     return figure
 
 
-def ground_truth_figure(truth_rows: list[dict[str, Any]], final_rows: list[dict[str, Any]]) -> Figure:
-    """Paper Fig. 4a: every cell's ground truth, best first, with the cells the policies found."""
+def ground_truth_figure(truth_rows: list[dict[str, Any]], final_rows: list[dict[str, Any]],
+                        confidence: float) -> Figure:
+    """Paper Fig. 4a: every cell's ground truth, best first, with its interval over the training
+    seeds and the cells the policies found."""
     ordered = sorted(truth_rows, key=lambda row: row["rank"])
-    seeds = [key for key in ordered[0] if key.startswith("seed_")]
-    per_seed = np.array([[row[s] for s in seeds] for row in ordered], dtype=float)
     mean = np.array([row["mean_valid_ppl"] for row in ordered])
+    low, high = (np.array([np.nan if row[key] is None else row[key] for row in ordered]) for key in ("low", "high"))
     position = {row["cell_id"]: i for i, row in enumerate(ordered)}
     figure = Figure(figsize=(max(6, 0.22 * len(ordered)), 4))
     ax = figure.subplots()
-    ax.errorbar(range(len(ordered)), mean, yerr=[mean - per_seed.min(axis=1), per_seed.max(axis=1) - mean],
-                fmt="o", color="0.5", ecolor="0.7", capsize=2, markersize=4, label="ground truth (range over seeds)")
+    ax.errorbar(range(len(ordered)), mean, yerr=np.nan_to_num([mean - low, high - mean]), fmt="o", color="0.5",
+                ecolor="0.7", capsize=2, markersize=4,
+                label=f"ground truth: mean and {confidence:.0%} interval over training seeds")
     policies = list(dict.fromkeys(row["policy"] for row in final_rows))
     for i, (marker, policy) in enumerate(zip(MARKERS, policies, strict=False)):
         found = [position[r["cell_id"]] for r in final_rows if r["policy"] == policy and r["cell_id"] in position]
@@ -108,7 +110,8 @@ def tau_figure(rows: list[dict[str, Any]], ceiling: float | None) -> Figure:
                                                for p in points], marker="o", label=f"{run} {name}")
     ax.axhline(0, color="0.6", linewidth=1)
     if ceiling is not None:
-        ax.axhline(ceiling, color="k", linestyle="--", linewidth=1, label="noise ceiling (ground-truth seeds)")
+        ax.axhline(ceiling, color="k", linestyle="--", linewidth=1,
+                   label="ceiling: a perfect ranking's expected tau")
     ax.set_ylim(-1, 1)
     ax.set_xlabel("search epoch")
     ax.set_ylabel("Kendall tau with the ground truth")
@@ -118,7 +121,7 @@ def tau_figure(rows: list[dict[str, Any]], ceiling: float | None) -> Figure:
     return figure
 
 
-def render_figures(analysis: Analysis) -> dict[str, tuple[str, bytes]]:
+def render_figures(analysis: Analysis, confidence: float) -> dict[str, tuple[str, bytes]]:
     """File name -> (caption, PNG) for every figure the analysis has data for."""
     summary = analysis.summary
     figures = {}
@@ -127,9 +130,9 @@ def render_figures(analysis: Analysis) -> dict[str, tuple[str, bytes]]:
                                     final_ppl_figure(analysis.final_ppl))
     if analysis.ground_truth_rows:
         figures["ground_truth.png"] = (
-            "Ground-truth validation perplexity of every cell, best first, range over training seeds; "
-            "the cells the policies found are marked (paper Fig. 4a)",
-            ground_truth_figure(analysis.ground_truth_rows, analysis.final_ppl))
+            f"Ground-truth validation perplexity of every cell, best first, with its {confidence:.0%} interval "
+            "over training seeds; the cells the policies found are marked (paper Fig. 4a)",
+            ground_truth_figure(analysis.ground_truth_rows, analysis.final_ppl, confidence))
     if analysis.ranking_rows:
         figures["ranking_vs_ground_truth.png"] = (
             "Weight-sharing rank vs ground-truth rank per run and ranking; on the diagonal is perfect "
@@ -137,5 +140,5 @@ def render_figures(analysis: Analysis) -> dict[str, tuple[str, bytes]]:
     if analysis.tau_rows:
         figures["tau_over_training.png"] = (
             "Kendall tau with the ground truth over supernet training",
-            tau_figure(analysis.tau_rows, summary["ground_truth"]["noise_ceiling_kendall_tau"]))
+            tau_figure(analysis.tau_rows, (summary["ground_truth"]["reliability"] or {}).get("ceiling_tau")))
     return {name: (caption, png(figure)) for name, (caption, figure) in figures.items()}

@@ -60,12 +60,6 @@ def pairwise_taus(scorings: list[Scores]) -> list[float]:
     return [kendall_tau(a, b) for a, b in itertools.combinations(scorings, 2)]
 
 
-def mean_pairwise_tau(scorings: list[Scores]) -> float | None:
-    """Mean Kendall tau over all pairs, e.g. between ground truths of different seeds."""
-    taus = pairwise_taus(scorings)
-    return float(np.mean(taus)) if taus else None
-
-
 def mean_scores(scorings: list[Scores]) -> Scores:
     common = set.intersection(*(set(s) for s in scorings))
     return {cell: float(np.mean([s[cell] for s in scorings])) for cell in sorted(common)}

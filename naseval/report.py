@@ -36,43 +36,86 @@ def finished(stats: dict[str, Any]) -> int:
     return stats["seeds"] - stats["failed"]["count"]
 
 
+METRIC_NAMES = {"test_ppl": "test perplexity of its one retrain",
+                "ground_truth_valid_ppl": "ground-truth mean validation perplexity"}
+
+
+def interval(bounds: list[float] | None, digits: int = 1) -> str:
+    return "" if bounds is None else f" [{number(bounds[0], digits)}, {number(bounds[1], digits)}]"
+
+
 def comparison_findings(summary: dict[str, Any], config: AnalysisConfig) -> list[str]:
     comparison = summary.get("comparison")
     if comparison is None:
         return []
     policy, baseline = comparison["policy"], comparison["baseline"]
     ours, theirs = (summary["policies"][p] for p in (policy, baseline))
-    low, high = comparison["difference_interval"]
-    findings = [
-        f"**{policy}** mean test perplexity {mean_std(ours['test_ppl'])} ({finished(ours)} seeds) vs "
-        f"**{baseline}** {mean_std(theirs['test_ppl'])} ({finished(theirs)} seeds): "
-        f"difference {number(comparison['difference_of_means'])}, "
-        f"{comparison['confidence']:.0%} bootstrap interval [{number(low)}, {number(high)}]; "
-        f"Welch p = {p_value(comparison['welch_p'])}, Mann-Whitney p = {p_value(comparison['mann_whitney_p'])}; "
-        f"a seed of {policy} beats a seed of {baseline} with probability "
-        f"{comparison['probability_of_beating_baseline']:.2f}. {verdict(comparison, config)}"
-    ]
+    findings = []
+    for metric in ("ground_truth_valid_ppl", "test_ppl"):
+        if metric not in comparison:
+            continue
+        stats = comparison[metric]
+        findings.append(
+            f"Found cells by {METRIC_NAMES[metric]}: **{policy}** {mean_std(ours[metric])} ({finished(ours)} seeds) "
+            f"vs **{baseline}** {mean_std(theirs[metric])} ({finished(theirs)} seeds): "
+            f"difference {number(stats['difference_of_means'])}, {stats['confidence']:.0%} bootstrap interval"
+            f"{interval(stats['difference_interval'])}; Welch p = {p_value(stats['welch_p'])}, "
+            f"Mann-Whitney p = {p_value(stats['mann_whitney_p'])}; a seed of {policy} beats a seed of {baseline} "
+            f"with probability {stats['probability_of_beating_baseline']:.2f}.")
+    stats = comparison[comparison["verdict_metric"]]
+    truth = summary.get("ground_truth", {})
+    if comparison["verdict_metric"] == "ground_truth_valid_ppl":
+        reason = (f"it averages {len(truth['seeds'])} training seeds of each found cell, while a retrain is one "
+                  f"draw of training noise")
+        if "retrain_noise_sd" in truth:
+            reason += f", which scatters a cell's perplexity with a std of about {number(truth['retrain_noise_sd'])}"
+    else:
+        reason = "there is no ground truth, so only the retrains can judge"
+    findings.append(f"**Verdict**, on the {METRIC_NAMES[comparison['verdict_metric']]} because {reason}: "
+                    f"{verdict(policy, baseline, stats, config)}")
     if min(finished(ours), finished(theirs)) < FEW_SEEDS:
         findings.append(
             f"With fewer than {FEW_SEEDS} seeds per policy the bootstrap interval understates the uncertainty: it "
             f"can only resample the few values there are, so read the p-values, not the interval.")
-    if comparison["smallest_possible_mann_whitney_p"] >= config.significance:
+    if stats["smallest_possible_mann_whitney_p"] >= config.significance:
         findings.append(
             f"With these seed counts the Mann-Whitney test cannot go below p = "
-            f"{p_value(comparison['smallest_possible_mann_whitney_p'])}: more seeds are needed before it "
+            f"{p_value(stats['smallest_possible_mann_whitney_p'])}: more seeds are needed before it "
             f"could show a difference at α = {config.significance}.")
     return findings
 
 
-def verdict(comparison: dict[str, Any], config: AnalysisConfig) -> str:
+def verdict(policy: str, baseline: str, stats: dict[str, Any], config: AnalysisConfig) -> str:
     """Judged by Welch's test, or by Mann-Whitney where Welch is undefined."""
-    policy, baseline = comparison["policy"], comparison["baseline"]
-    p = comparison["welch_p"] if comparison["welch_p"] is not None else comparison["mann_whitney_p"]
+    p = stats["welch_p"] if stats["welch_p"] is not None else stats["mann_whitney_p"]
     if p is None or p >= config.significance:
         return f"No evidence that {policy} beats {baseline} (α = {config.significance})."
-    better = comparison["difference_of_means"] < 0
+    better = stats["difference_of_means"] < 0
     return (f"Evidence that {policy} {'beats' if better else 'is worse than'} {baseline} "
             f"(p = {p_value(p)} < α = {config.significance}).")
+
+
+def reliability_findings(truth: dict[str, Any]) -> list[str]:
+    figures = truth["reliability"]
+    if figures is None:
+        return ["With one ground-truth seed its reliability is unknown: how much of the ground-truth ranking is "
+                "training noise cannot be told. Add ground-truth seeds before drawing conclusions."]
+    ceiling, k = figures["ceiling_tau"], figures["seeds"]
+    loo = figures["leave_one_seed_out_tau"]
+    sentence = (f"Ground-truth reliability ({k} seeds): a perfect ranking is expected to reach Kendall tau "
+                f"**{number(ceiling, 2)}** against the {k}-seed mean (the ceiling, from a noise model fitted to the "
+                f"seeds); one seed agrees with the mean of the others at {number(loo['mean'], 2)}"
+                f"{interval(loo['interval'], 2)}, and two single seeds with each other at "
+                f"{number(figures['seed_to_seed_tau'], 2)}. The best cell stays best in "
+                f"{figures['probability_best_is_best']:.0%} of resamplings of the seeds.")
+    if ceiling < truth["min_ceiling_tau"]:
+        sentence += (f" **The ceiling is below {truth['min_ceiling_tau']}: the ground truth is too noisy to judge "
+                     f"by.** Every tau below is capped near {number(ceiling, 2)} by training noise and every "
+                     f"ground-truth rank is uncertain; train longer or add ground-truth seeds.")
+    else:
+        sentence += (f" Read every tau below against this ceiling: a ranking that reaches {number(ceiling, 2)} is "
+                     f"as good as any ranking can look against this ground truth.")
+    return [sentence]
 
 
 def ground_truth_findings(summary: dict[str, Any]) -> list[str]:
@@ -80,7 +123,6 @@ def ground_truth_findings(summary: dict[str, Any]) -> list[str]:
     if truth is None:
         return ["The space is too large to enumerate: there is no ground truth, so only perplexities are "
                 "reported."]
-    ceiling = truth["noise_ceiling_kendall_tau"]
     findings = [f"Ground truth: all {truth['cells']} cells trained from scratch with seeds "
                 f"{', '.join(map(str, truth['seeds']))}; the best is cell {truth['best_cell_id']} "
                 f"({truth['best_genotype']}), mean validation perplexity {number(truth['best_valid_ppl'])}."]
@@ -88,18 +130,7 @@ def ground_truth_findings(summary: dict[str, Any]) -> list[str]:
         reasons = "; ".join(f"cell {cell}, {why}" for cell, why in truth["failed_cells"]["cells"].items())
         findings.append(f"**{truth['failed_cells']['count']} cells diverged in ground-truth training and are left "
                         f"out of every ranking** ({reasons}).")
-    if ceiling is None:
-        findings.append("With one ground-truth seed there is no noise ceiling: how much of the ground-truth "
-                        "ranking is training noise is unknown.")
-    elif ceiling < truth["low_noise_ceiling"]:
-        findings.append(
-            f"**Noise ceiling: the ground-truth rankings of different training seeds agree with Kendall tau "
-            f"{number(ceiling, 2)}, below {truth['low_noise_ceiling']}.** Ground truth itself is mostly training "
-            f"noise at this budget: ground-truth ranks, regrets and every tau below are uncertain to that extent. "
-            f"Train the cells longer or add ground-truth seeds before drawing conclusions.")
-    else:
-        findings.append(f"Noise ceiling: ground-truth rankings of different training seeds agree with Kendall tau "
-                        f"{number(ceiling, 2)}; no weight-sharing ranking can be expected to agree better.")
+    findings += reliability_findings(truth)
     for policy, stats in summary["policies"].items():
         if "ground_truth_rank" in stats:
             runs = [r for name, r in summary["runs"].items() if name.startswith(f"{policy}/") and "regret" in r]
@@ -114,7 +145,7 @@ def ground_truth_findings(summary: dict[str, Any]) -> list[str]:
 
 def weight_sharing_findings(analysis: Analysis, config: AnalysisConfig) -> list[str]:
     summary = analysis.summary
-    ceiling = summary.get("ground_truth", {}).get("noise_ceiling_kendall_tau")
+    ceiling = (summary.get("ground_truth", {}).get("reliability") or {}).get("ceiling_tau")
     per_run = summary.get("weight_sharing", {})
     findings = []
     for policy, stats in summary["policies"].items():
@@ -123,14 +154,16 @@ def weight_sharing_findings(analysis: Analysis, config: AnalysisConfig) -> list[
                           if run.startswith(f"{policy}/") and name in by_name}
             sentence = f"{policy}, ranking `{name}`:"
             if agreements:
-                taus = ", ".join(number(a["kendall_tau"], 2) for a in agreements.values())
+                taus = ", ".join(number(a["kendall_tau"], 2) + interval(a["kendall_tau_interval"], 2)
+                                 for a in agreements.values())
                 significant = sum(a["kendall_tau_p"] is not None and a["kendall_tau_p"] < config.significance
                                   for a in agreements.values())
                 top = max(config.top_k)
                 overlap = sum(a[f"top_{top}_overlap"] for a in agreements.values()) / len(agreements)
-                sentence += (f" Kendall tau with the ground truth {taus} (runs {', '.join(agreements)}; mean "
+                sentence += (f" Kendall tau with the ground truth {taus} (runs {', '.join(agreements)}, "
+                             f"{config.confidence:.0%} intervals resampling cells and ground-truth seeds; mean "
                              f"{number(ranking['kendall_tau']['mean'], 2) if ranking.get('kendall_tau') else 'n/a'}"
-                             f"{'' if ceiling is None else f', noise ceiling {number(ceiling, 2)}'}); "
+                             f"{'' if ceiling is None else f', ceiling {number(ceiling, 2)}'}); "
                              f"different from 0 at p < {config.significance} in {significant} of "
                              f"{len(agreements)}; "
                              f"on average {overlap:.0%} of the ground truth's top {top} are in its top {top}.")
@@ -175,36 +208,38 @@ def policy_table(summary: dict[str, Any]) -> str:
         rows.append([
             policy, f"{finished(stats)}/{stats['seeds']}", mean_std(test),
             number(test and test["median"]), number(test and test["best"]), number(test and test["worst"]),
-            mean_std(stats.get("valid_ppl")), mean_std(stats.get("ground_truth_rank")),
-            mean_std(stats.get("regret")), stats.get("distinct_cells", "n/a"),
+            mean_std(stats.get("valid_ppl")), mean_std(stats.get("ground_truth_valid_ppl")),
+            mean_std(stats.get("ground_truth_rank")), mean_std(stats.get("regret")), stats.get("distinct_cells", "n/a"),
         ])
     return markdown_table(["policy", "runs ok", "test ppl", "median", "best", "worst", "valid ppl",
-                           "ground-truth rank", "regret", "distinct cells"], rows)
+                           "ground-truth ppl", "ground-truth rank", "regret", "distinct cells"], rows)
 
 
 def runs_table(summary: dict[str, Any]) -> str:
     rows = [[name, run["status"], f"`{run['genotype']}`" if run.get("genotype") else "n/a",
              number(run.get("search_score"), 2),
-             number(run.get("valid_ppl")), number(run.get("test_ppl")), run.get("ground_truth_rank", "n/a"),
-             number(run.get("regret")) if "regret" in run else "n/a"]
+             number(run.get("valid_ppl")), number(run.get("test_ppl")), number(run.get("ground_truth_valid_ppl")),
+             run.get("ground_truth_rank", "n/a"), number(run.get("regret")) if "regret" in run else "n/a"]
             for name, run in summary["runs"].items()]
     return markdown_table(["run", "status", "cell", "search score", "valid ppl", "test ppl",
-                           "ground-truth rank", "regret"], rows)
+                           "ground-truth ppl", "ground-truth rank", "regret"], rows)
 
 
 def weight_sharing_table(summary: dict[str, Any], config: AnalysisConfig) -> str:
-    rows = [[run, f"`{name}`", number(a["kendall_tau"], 3), p_value(a["kendall_tau_p"]),
+    rows = [[run, f"`{name}`", number(a["kendall_tau"], 3), interval(a["kendall_tau_interval"], 2).strip() or "n/a",
+             p_value(a["kendall_tau_p"]),
              number(a["spearman_rho"], 3), *(f"{a[f'top_{k}_overlap']:.2f}" for k in config.top_k)]
             for run, by_name in summary.get("weight_sharing", {}).items() for name, a in by_name.items()]
-    return markdown_table(["run", "ranking", "Kendall tau", "p (tau = 0)", "Spearman rho",
+    return markdown_table(["run", "ranking", "Kendall tau", "interval", "p (tau = 0)", "Spearman rho",
                            *(f"top-{k} overlap" for k in config.top_k)], rows)
 
 
-def ground_truth_table(analysis: Analysis, best: int = 5) -> str:
+def ground_truth_table(analysis: Analysis, confidence: float, best: int = 5) -> str:
     rows = sorted(analysis.ground_truth_rows, key=lambda row: row["rank"])[:best]
     seeds = [key for key in rows[0] if key.startswith("seed_")]
-    return markdown_table(["rank", "cell", "genotype", "mean valid ppl", *seeds],
+    return markdown_table(["rank", "cell", "genotype", "mean valid ppl", "std", f"{confidence:.0%} interval", *seeds],
                           [[r["rank"], r["cell_id"], f"`{r['genotype']}`", number(r["mean_valid_ppl"]),
+                            number(r["std"]), interval(None if r["low"] is None else [r["low"], r["high"]]).strip(),
                             *(number(r[s]) for s in seeds)] for r in rows])
 
 
@@ -220,7 +255,7 @@ def render_report(analysis: Analysis, figures: dict[str, str], config: AnalysisC
         "\n".join(f"- {finding}" for finding in (
             failure_findings(summary) + comparison_findings(summary, config) + ground_truth_findings(summary)
             + weight_sharing_findings(analysis, config))),
-        "## Policies (test perplexity of each seed's found cell, trained from scratch)",
+        "## Policies (each seed's found cell: its retrain's perplexities and its ground truth)",
         policy_table(summary),
         "## Runs",
         runs_table(summary),
@@ -228,7 +263,7 @@ def render_report(analysis: Analysis, figures: dict[str, str], config: AnalysisC
     if summary.get("weight_sharing"):
         sections += ["## Weight sharing vs ground truth", weight_sharing_table(summary, config)]
     if analysis.ground_truth_rows:
-        sections += ["## Ground truth: the best cells", ground_truth_table(analysis)]
+        sections += ["## Ground truth: the best cells", ground_truth_table(analysis, config.confidence)]
     if figures:
         sections += ["## Figures", "\n\n".join(f"![{caption}]({path})\n\n*{caption}*"
                                               for caption, path in figures.items())]

@@ -12,7 +12,7 @@ from naseval.params import build, load, read_params
 from naseval.policies import get_policy
 from naseval.records import read_ground_truth, read_run
 from naseval.report import render_report
-from naseval.runtime import atomic_directory, read_json, write_atomic, write_csv, write_json
+from naseval.runtime import atomic_directory, environment, read_json, write_atomic, write_csv, write_json
 from stages.common import run_stage
 
 
@@ -37,13 +37,14 @@ def main(
     truth = read_ground_truth(ground_truth, list(load(GroundTruthConfig, values, "ground_truth").seeds))
     result = analyze(records, truth, experiment, config)
     trained_on = read_json(data / "meta.json")
-    write_json(metrics, {"data": {k: trained_on[k] for k in ("vocab_size", "tokens")}, **result.summary})
+    write_json(metrics, {"data": {k: trained_on[k] for k in ("vocab_size", "tokens")}, **result.summary,
+                         "environment": environment()})
     write_csv(plots / "final_ppl.csv", result.final_ppl)
     write_csv(plots / "weight_sharing_vs_ground_truth.csv", result.ranking_rows)
     write_csv(plots / "ground_truth.csv", result.ground_truth_rows)
     write_csv(plots / "search_trace.csv", result.trace_rows, TRACE_COLUMNS)
     write_csv(plots / "tau_over_training.csv", result.tau_rows, TAU_COLUMNS)
-    drawn = render_figures(result)
+    drawn = render_figures(result, config.confidence)
     with atomic_directory(figures) as folder:  # the folder is renamed into place whole
         for name, (_, image) in drawn.items():
             (folder / name).write_bytes(image)

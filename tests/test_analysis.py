@@ -26,7 +26,8 @@ def test_policy_summary_and_ground_truth_ranks():
     assert random["distinct_cells"] == 2
     assert result.summary["policies"]["random_ws"]["test_ppl"]["std"] == 0.0
     assert result.summary["runs"]["random/0"]["ground_truth_rank"] == 4
-    assert result.summary["ground_truth"]["noise_ceiling_kendall_tau"] == pytest.approx(1.0)
+    assert result.summary["ground_truth"]["reliability"]["seed_to_seed_tau"] == pytest.approx(1.0)
+    assert result.summary["runs"]["random/0"]["ground_truth_valid_ppl"] == pytest.approx(62.9)
     assert [row["rank"] for row in result.ground_truth_rows] == [1, 2, 3, 4]
 
 
@@ -43,10 +44,13 @@ def test_weight_sharing_against_ground_truth_is_matched_by_id():
         (0, 4, 1), (1, 3, 2), (2, 2, 3), (3, 1, 4)}
 
 
-def test_seeds_that_disagree_give_a_low_noise_ceiling():
+def test_seeds_that_disagree_give_a_low_reliability():
     noisy = GroundTruth({0: {0: 60.0, 1: 61.0, 2: 62.0, 3: 63.0}, 1: {0: 63.0, 1: 62.0, 2: 61.0, 3: 60.0}})
     result = analyze([run("random", 0, 0, 60.0)], noisy, Experiment("random", "random", (0,)))
-    assert result.summary["ground_truth"]["noise_ceiling_kendall_tau"] == pytest.approx(-1.0)
+    figures = result.summary["ground_truth"]["reliability"]
+    assert figures["seed_to_seed_tau"] == pytest.approx(-1.0)
+    assert figures["leave_one_seed_out_tau"]["mean"] == pytest.approx(-1.0)
+    assert figures["ceiling_tau"] < 0.5  # the cells' means are all 61.5: nothing true to rank
 
 
 def test_without_ground_truth_only_perplexities_are_reported():
@@ -68,16 +72,22 @@ def test_search_traces_become_plot_rows_for_the_runs_that_have_them():
                     {"run": "enas/0", "epoch": "2", "cell_id": "0", "genotype": "cell0", "score": "65.0"}]
 
 
-def test_policy_is_compared_with_the_baseline_on_test_perplexity():
+def test_policy_is_compared_with_the_baseline_on_retrains_and_on_ground_truth():
     runs = [run("random_ws", 0, 0, 60.0), run("random_ws", 1, 1, 61.0),
             run("random", 0, 2, 64.0), run("random", 1, 3, 66.0)]
     comparison = analyze(runs, TRUTH, RANDOM_WS).summary["comparison"]
     assert comparison["policy"] == "random_ws" and comparison["baseline"] == "random"
-    assert comparison["difference_of_means"] == pytest.approx(-4.5)
-    assert comparison["probability_of_beating_baseline"] == 1.0
-    assert comparison["smallest_possible_mann_whitney_p"] == pytest.approx(1 / 3)
-    low, high = comparison["difference_interval"]
+    retrains = comparison["test_ppl"]
+    assert retrains["difference_of_means"] == pytest.approx(-4.5)
+    assert retrains["probability_of_beating_baseline"] == 1.0
+    assert retrains["smallest_possible_mann_whitney_p"] == pytest.approx(1 / 3)
+    low, high = retrains["difference_interval"]
     assert -6.0 <= low <= -4.5 <= high <= -3.0  # the bootstrap's extremes: -6 and -3
+    # cells 0 and 1 against 2 and 3 by their ground-truth means: (60.25 + 60.95 - 62.25 - 62.9) / 2
+    assert comparison["ground_truth_valid_ppl"]["difference_of_means"] == pytest.approx(-1.975)
+    assert comparison["verdict_metric"] == "ground_truth_valid_ppl"
+    without_truth = analyze(runs, None, RANDOM_WS).summary["comparison"]
+    assert without_truth["verdict_metric"] == "test_ppl" and "ground_truth_valid_ppl" not in without_truth
 
 
 def test_no_comparison_when_the_policy_is_the_baseline_or_all_its_runs_failed():

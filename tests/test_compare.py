@@ -15,8 +15,9 @@ def stats(mean, failed=0):
 def summary(policy, mean, welch_p):
     return {"experiment": {"policy": policy, "baseline": "random", "seeds": [0, 1]},
             "policies": {policy: stats(mean), "random": stats(70.0)},
-            "comparison": {"policy": policy, "baseline": "random", "welch_p": welch_p, "mann_whitney_p": 0.33,
-                           "probability_of_beating_baseline": 0.75}}
+            "comparison": {"policy": policy, "baseline": "random", "verdict_metric": "test_ppl",
+                           "test_ppl": {"welch_p": welch_p, "mann_whitney_p": 0.33,
+                                        "probability_of_beating_baseline": 0.75}}}
 
 
 def entry(rev, name, metrics, experiments=None):
@@ -45,6 +46,7 @@ def test_table_one_has_a_row_per_result_and_merges_repeats():
         ("enas", "workspace, crank-ankh"), ("random", "workspace, main, crank-ankh"), ("random_ws", "main")]
     enas = rows[0]
     assert enas["baseline"] == "random" and enas["welch_p"] == 0.04 and enas["test_ppl_mean"] == 65.0
+    assert enas["judged_on"] == "test_ppl"
     assert rows[1]["baseline"] is None and rows[1]["welch_p"] is None
     assert rows[2]["probability_of_beating_baseline"] == 0.75
 
@@ -52,8 +54,9 @@ def test_table_one_has_a_row_per_result_and_merges_repeats():
 def test_markdown_table_shows_mean_std_and_p_values():
     lines = table_markdown(table_one(experiment_summaries(EXP_SHOW, METRICS))).splitlines()
     assert lines[0].startswith("| policy | experiments | runs ok | test ppl (mean ± std) |")
-    assert lines[2] == "| enas | workspace, crank-ankh | 2/2 | 65.0 ± 1.0 | 64.0 | random | 0.04 | 0.33 | 0.75 | n/a |"
-    assert lines[3].startswith("| random | workspace, main, crank-ankh | 2/2 | 70.0 ± 1.0 | 69.0 |  |")
+    assert lines[2] == ("| enas | workspace, crank-ankh | 2/2 | 65.0 ± 1.0 | 64.0 | n/a | random | test_ppl | 0.04 | 0.33 "
+                        "| 0.75 | n/a |")
+    assert lines[3].startswith("| random | workspace, main, crank-ankh | 2/2 | 70.0 ± 1.0 | 69.0 | n/a |  |  |")
 
 
 @pytest.mark.parametrize("broken", [[], [entry("workspace", None, None)]])

@@ -28,10 +28,23 @@ def report(truth=CONSISTENT, records=None, experiment=Experiment("enas", "random
 
 def test_report_states_the_comparison_with_its_numbers():
     text = report()
-    assert "**enas** mean test perplexity 60.2 ± 0.4 (2 seeds) vs **random** 66.5 ± 0.7 (2 seeds)" in text
+    assert ("Found cells by test perplexity of its one retrain: **enas** 60.2 ± 0.4 (2 seeds) vs **random** "
+            "66.5 ± 0.7 (2 seeds): difference −6.2") in text
+    assert ("Found cells by ground-truth mean validation perplexity: **enas** 61.6 ± 0.8 (2 seeds) vs **random** "
+            "63.0 ± 0.0 (2 seeds): difference −1.4") in text
     assert "a seed of enas beats a seed of random with probability 1.00" in text
     assert "cannot go below p = 0.33" in text
     assert "With fewer than 5 seeds per policy the bootstrap interval understates the uncertainty" in text
+    # the retrains differ (Welch p = 0.0156), the found cells' ground truths do not (p = 0.25): the
+    # verdict rests on the ground truth
+    assert ("**Verdict**, on the ground-truth mean validation perplexity because it averages 2 training seeds of "
+            "each found cell") in text
+    assert "No evidence that enas beats random (α = 0.05)." in text
+
+
+def test_without_ground_truth_the_verdict_rests_on_the_retrains():
+    text = report(truth=None)
+    assert "**Verdict**, on the test perplexity of its one retrain because there is no ground truth" in text
     assert "Evidence that enas beats random (p = 0.02" in text  # Welch on these samples: p = 0.0156
 
 
@@ -40,18 +53,22 @@ def test_report_says_no_evidence_when_the_difference_is_noise():
     assert "No evidence that enas beats random (α = 0.05)." in text
 
 
-def test_low_noise_ceiling_is_reported_as_noisy_ground_truth():
+def test_a_low_ceiling_is_reported_as_a_ground_truth_too_noisy_to_judge_by():
     noisy = report(NOISY)
-    assert "Kendall tau −1.00, below 0.5.** Ground truth itself is mostly training noise" in noisy
+    assert "two single seeds with each other at −1.00" in noisy
+    assert "**The ceiling is below 0.8: the ground truth is too noisy to judge by.**" in noisy
     consistent = report(CONSISTENT)
-    assert "mostly training noise" not in consistent and "agree with Kendall tau 1.00" in consistent
+    assert "too noisy" not in consistent
+    assert "a perfect ranking is expected to reach Kendall tau **1.00** against the 2-seed mean" in consistent
+    assert "Read every tau below against this ceiling" in consistent
 
 
 def test_report_names_ranks_the_best_cell_and_weight_sharing_agreement():
     text = report()
     assert "the best is cell 0 (tanh:0)" in text
     assert "enas's cells rank 2, 3 of 4" in text and "No policy found the best cell." in text
-    assert "enas, ranking `shared_weights_valid_ppl`: Kendall tau with the ground truth 0.33, 0.33" in text
+    assert ("enas, ranking `shared_weights_valid_ppl`: Kendall tau with the ground truth 0.33 [−1.00, 1.00], "
+            "0.33 [−1.00, 1.00]") in text
     assert "Between search seeds the ranking agrees with itself at Kendall tau 1.00" in text
     assert "went from 1.00 (epoch 1) to −1.00 (epoch 3), between −1.00 and 1.00 on the way" in text
     assert "![a figure](figures/a.png)" in text
@@ -74,7 +91,7 @@ def test_without_ground_truth_the_report_says_why():
     (None, {"final_ppl.png"}),
 ])
 def test_figures_are_written_as_non_empty_pngs(truth, expected):
-    figures = render_figures(analyze(runs(), truth, Experiment("enas", "random", (0, 1)), CONFIG))
+    figures = render_figures(analyze(runs(), truth, Experiment("enas", "random", (0, 1)), CONFIG), CONFIG.confidence)
     assert set(figures) == expected
     for caption, image in figures.values():
         assert caption and image.startswith(b"\x89PNG\r\n\x1a\n") and len(image) > 5000
