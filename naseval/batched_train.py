@@ -24,8 +24,9 @@ from naseval.checkpoint import Checkpoint, random_states, restore_random_states
 from naseval.data import Corpus, get_batch
 from naseval.model import ModelConfig
 from naseval.runtime import seed_everything
+from naseval.errors import TrainingDiverged
 from naseval.space import Genotype, format_genotype
-from naseval.train import TrainConfig, build_model_and_data, perplexity, sequence_length, unlearned
+from naseval.train import CellResult, TrainConfig, build_model_and_data, perplexity, sequence_length, unlearned
 
 log = logging.getLogger("naseval")
 
@@ -111,6 +112,7 @@ class CellOutcome:
     test_ppl: float | None
     history: list[dict]
     failure: str | None = None  # why the cell diverged; None when it trained
+    best_state: dict[str, torch.Tensor] | None = None  # as `LanguageModel.state_dict()`; None when it failed
 
 
 class CellBatch:
@@ -264,10 +266,27 @@ def outcomes(batch: CellBatch, genotypes: Sequence[Genotype], test_data: torch.T
         test = evaluate_batched(batch.model, test_data, batch.config.bptt).tolist()
         for a, i in enumerate(batch.positions):
             results[i] = CellOutcome(format_genotype(genotypes[i]), batch.best_ppl[a], perplexity(test[a]),
-                                     batch.histories[a])
+                                     batch.histories[a], best_state=language_model_state(batch.best_state, a))
     for i, (reason, history) in batch.failures.items():
         results[i] = CellOutcome(format_genotype(genotypes[i]), None, None, history, reason)
     return results
+
+
+def language_model_state(stacked: list[torch.Tensor], a: int) -> dict[str, torch.Tensor]:
+    """Cell `a`'s slice of a `BatchedLanguageModel`'s parameters (embedding, bias, W0, Ws...), as the
+    state dict of the `LanguageModel` it was copied from; the decoder is tied to the embedding."""
+    embedding, bias, W0, *Ws = (p[a] for p in stacked)
+    return {"encoder.weight": embedding, "cell.W0": W0, **{f"cell.Ws.{i}": W for i, W in enumerate(Ws)},
+            "decoder.weight": embedding, "decoder.bias": bias}
+
+
+def train_one(genotype: Genotype, *args, **options) -> CellResult:
+    """`train.train_cell`'s recipe on the batched model, for one cell: the train stage's `fast`
+    implementation, the faster of the two paths at one thread."""
+    outcome = train_cells([genotype], *args, **options)[0]
+    if outcome.failure:
+        raise TrainingDiverged(outcome.failure)
+    return CellResult(outcome.genotype, outcome.valid_ppl, outcome.test_ppl, outcome.history, outcome.best_state)
 
 
 def bytes_per_cell(vocab_size: int, nodes: int, model_config: ModelConfig, config: TrainConfig) -> int:

@@ -5,6 +5,7 @@ from pathlib import Path
 import torch
 import typer
 
+from naseval.batched_train import train_one
 from naseval.checkpoint import Checkpoint, fingerprint
 from naseval.data import load_corpus
 from naseval.errors import TrainingDiverged
@@ -51,8 +52,9 @@ def main(
                  top["policy"], top["seed"], top["cell_output"], seed)
         checkpoint = Checkpoint(folder / RESUME / "train.pt",
                                 fingerprint("train", top, seed, space, model_config, config, corpus.digest()))
+        train = train_one if config.implementation == "fast" else train_cell
         try:
-            result = train_cell(genotype, corpus, space.nodes, model_config, config, seed,
+            result = train(genotype, corpus, space.nodes, model_config, config, seed,
                                 cell_output=top["cell_output"], checkpoint=checkpoint)
         except TrainingDiverged as diverged:
             log.error("training failed: %s", diverged)

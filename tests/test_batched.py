@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from naseval.batched import BatchedLanguageModel, evaluate_batched, evaluate_cells
-from naseval.batched_train import StackedNTASGD, train_cells
+from naseval.batched_train import StackedNTASGD, train_cells, train_one
 from naseval.checkpoint import Checkpoint
+from naseval.data import batchify
 from naseval.decoder_loss import decoder_losses
 from naseval.model import LanguageModel, MixedCell, ModelConfig
 from naseval.policies.darts import one_hot
@@ -90,6 +91,20 @@ def test_cells_trained_together_end_as_each_trained_alone(tiny_corpus):
         for mine, theirs in zip(outcome.history, alone.history, strict=True):
             assert mine["train_ppl"] == pytest.approx(theirs["train_ppl"], rel=1e-5)
             assert mine["valid_ppl"] == pytest.approx(theirs["valid_ppl"], rel=1e-5)
+
+
+@pytest.mark.parametrize("output", ["mean", "loose_ends"])
+def test_one_cell_on_the_batched_path_gives_a_language_models_result_and_state(tiny_corpus, output):
+    """The train stage's fast path: train_cell's numbers, and a checkpoint a LanguageModel loads."""
+    genotype = CELLS[3]
+    fast = train_one(genotype, tiny_corpus, 3, DROPOUTS, TRAIN, 3, show_progress=False, cell_output=output)
+    reference = train_cell(genotype, tiny_corpus, 3, DROPOUTS, TRAIN, 3, show_progress=False, cell_output=output)
+    assert fast.valid_ppl == pytest.approx(reference.valid_ppl, rel=1e-5)
+    assert fast.test_ppl == pytest.approx(reference.test_ppl, rel=1e-5)
+    model = LanguageModel(len(tiny_corpus.vocabulary), 3, DROPOUTS, output=output)
+    model.load_state_dict(fast.best_state)
+    valid = batchify(tiny_corpus.splits["valid"], TRAIN.eval_batch_size, torch.device("cpu"))
+    assert math.exp(evaluate(model, valid, genotype, TRAIN.bptt)) == pytest.approx(fast.valid_ppl, rel=1e-5)
 
 
 def test_each_cell_switches_to_averaged_sgd_as_torch_would_alone():
