@@ -10,9 +10,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from naseval.params import require
 import numpy as np
 
+from naseval.params import require
 from naseval.ranking import (
     Scores,
     kendall_tau,

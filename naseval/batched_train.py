@@ -22,9 +22,9 @@ from tqdm import tqdm
 from naseval.batched import BatchedLanguageModel, evaluate_batched
 from naseval.checkpoint import Checkpoint, random_states, restore_random_states
 from naseval.data import Corpus, get_batch
+from naseval.errors import TrainingDiverged
 from naseval.model import ModelConfig
 from naseval.runtime import seed_everything
-from naseval.errors import TrainingDiverged
 from naseval.space import Genotype, format_genotype
 from naseval.train import CellResult, TrainConfig, build_model_and_data, perplexity, sequence_length, unlearned
 

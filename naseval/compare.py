@@ -12,8 +12,8 @@ from typing import Any
 from naseval.report import finished, markdown_table, number, p_value
 
 TABLE_COLUMNS = ["policy", "experiments", "runs_ok", "runs", "test_ppl_mean", "test_ppl_std", "test_ppl_best",
-                 "ground_truth_valid_ppl_mean", "baseline", "judged_on", "welch_p", "mann_whitney_p", "probability_of_beating_baseline",
-                 "ground_truth_rank_mean"]
+                 "ground_truth_valid_ppl_mean", "baseline", "judged_on", "welch_p", "mann_whitney_p",
+                 "probability_of_beating_baseline", "ground_truth_rank_mean"]
 
 
 def experiment_summaries(exp_show: list[dict[str, Any]], metrics_file: str) -> list[tuple[str, dict[str, Any]]]:

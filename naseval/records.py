@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from naseval.analysis import GroundTruth, RunRecord
-from naseval.policies import SearchResult
 from naseval.runtime import read_json
 from naseval.space import SearchSpace, format_genotype
+
+if TYPE_CHECKING:  # imported where used: extract reads records and must not wait for torch and scipy
+    from naseval.analysis import GroundTruth, RunRecord
+    from naseval.policies import SearchResult
 
 SEARCH_RESULT = "result.json"
 SEARCH_TRACE = "trace.csv"
@@ -87,6 +89,8 @@ def read_trace(search_folder: Path) -> list[dict[str, str]]:
 
 
 def read_run(policies_root: Path, policy: str, seed: int) -> RunRecord:
+    from naseval.analysis import RunRecord
+
     folder = run_dir(policies_root, policy, seed)
     search = read_json(folder / "search" / SEARCH_RESULT)
     top = read_json(folder / TOP)
@@ -110,6 +114,8 @@ def read_ground_truth(root: Path, seeds: list[int]) -> GroundTruth | None:
     Cells are ranked by validation perplexity, as Yu et al. rank them; test perplexities stay in
     the ground-truth stage's own outputs.
     """
+    from naseval.analysis import GroundTruth
+
     valid_ppl, genotypes, failed = {}, {}, {}
     for seed in seeds:
         cells = read_json(seed_dir(root, seed) / GROUND_TRUTH)["cells"]

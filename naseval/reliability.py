@@ -23,6 +23,7 @@ on a plateau scatters by 0.3%, one that escaped it by 15%; measured on the defau
 from __future__ import annotations
 
 import math
+
 import numpy as np
 from scipy import stats
 

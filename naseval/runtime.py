@@ -15,13 +15,19 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from naseval.errors import NasevalError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used: the stages that train nothing (extract) start in a fraction
+# of a second instead of the four that importing torch takes.
 
 # No "auto": a device picked by the machine would change results behind DVC's back.
 DEVICES = ("cpu", "cuda")
@@ -35,6 +41,8 @@ def seed_everything(seed: int) -> np.random.Generator:
     CPU runs are deterministic as they are. On a GPU, NASEVAL_DETERMINISTIC=1 asks torch for
     deterministic kernels (slower; an op without one raises instead of varying silently).
     """
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -62,6 +70,8 @@ def keep_freed_memory() -> None:
 
 
 def resolve_device(name: str) -> torch.device:
+    import torch
+
     if name not in DEVICES:
         raise NasevalError(f"device: expected one of {', '.join(DEVICES)}, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
@@ -86,15 +96,19 @@ ENVIRONMENT = "environment.json"  # in every stage's output folder
 def environment(threads: int | None = None) -> dict[str, Any]:
     """What a stage ran on, for its output: results are byte-identical only on the same kind of
     machine and software, so a reader must be able to tell which one produced them. `threads`:
-    those of the training processes, where they are not this one."""
+    those of the training processes, where they are not this one; a stage that never imported
+    torch computed nothing with it and records no threads."""
+    torch = sys.modules.get("torch")
+    if threads is None and torch:
+        threads = torch.get_num_threads()
     return {
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": torch.__version__ if torch else metadata.version("torch"),
         "numpy": np.__version__,
         "cpu": processor_name(),
         "cores": os.cpu_count(),
-        "threads": torch.get_num_threads() if threads is None else threads,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_initialized() else "cpu",
+        "threads": threads,
+        "device": torch.cuda.get_device_name() if torch and torch.cuda.is_initialized() else "cpu",
     }
 
 

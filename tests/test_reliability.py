@@ -126,7 +126,8 @@ def test_cell_intervals_are_t_intervals_of_the_mean():
     spread = cell_intervals(results, 0.95)
     half = stats.t.ppf(0.975, 2) * 2.0 / np.sqrt(3)
     assert spread["mean"] == pytest.approx([102.0, 90.0]) and spread["std"] == pytest.approx([2.0, 0.0])
-    assert spread["low"] == pytest.approx([102.0 - half, 90.0]) and spread["high"] == pytest.approx([102.0 + half, 90.0])
+    assert spread["low"] == pytest.approx([102.0 - half, 90.0])
+    assert spread["high"] == pytest.approx([102.0 + half, 90.0])
 
 
 def test_probability_that_the_best_cell_is_best():

@@ -28,3 +28,26 @@ def test_a_failed_block_leaves_neither_the_folder_nor_its_scratch(tmp_path):
         write_atomic(folder / "half.json", "{")
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_extract_starts_without_torch_and_records_the_environment_it_ran_in():
+    """extract runs once per search run; importing torch would cost it about 4 s each time."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    probe = ("import sys, stages.extract; from naseval.runtime import environment; "
+             "print('torch' in sys.modules, 'scipy' in sys.modules, environment()['threads'])")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "False", "None"]
+
+
+def test_environment_names_the_software_and_the_threads_used():
+    import torch
+
+    from naseval.runtime import environment
+
+    recorded = environment(threads=3)
+    assert recorded["torch"] == torch.__version__ and recorded["threads"] == 3 and recorded["device"] == "cpu"
+    assert recorded["cpu"] and recorded["cores"] >= 1
