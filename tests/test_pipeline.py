@@ -74,7 +74,15 @@ def test_repro_then_experiment_with_another_policy(repo):
     tau = first["weight_sharing"]["random_ws/0"]["shared_weights_valid_ppl"]["kendall_tau"]
     assert -1.0 <= tau <= 1.0
     assert (repo / "runs/policies/random_ws/seed_1/search/search.log").stat().st_size > 0
-    assert "**random_ws** mean test perplexity" in (repo / "metrics" / "report.md").read_text()
+    report = (repo / "metrics" / "report.md").read_text()
+    assert "Found cells by test perplexity of its one retrain: **random_ws**" in report
+    assert "Ground-truth reliability (2 seeds): a perfect ranking is expected to reach Kendall tau" in report
+    reliability = first["ground_truth"]["reliability"]
+    assert -1 <= reliability["seed_to_seed_tau"] <= 1 and 0 <= reliability["ceiling_tau"] <= 1
+    assert first["comparison"]["verdict_metric"] == "ground_truth_valid_ppl"
+    for stage_output in ("data/prepared", "runs/policies/random/seed_0/search", "runs/ground_truth/seed_1",
+                         "runs/policies/random_ws/seed_1/train"):
+        assert json.loads((repo / stage_output / "environment.json").read_text())["torch"]
     assert {p.name for p in (repo / "metrics" / "figures").iterdir()} == {
         "final_ppl.png", "ground_truth.png", "ranking_vs_ground_truth.png", "tau_over_training.png"}
     tau_plot = (repo / "metrics" / "plots" / "tau_over_training.csv").read_text().splitlines()
