@@ -28,7 +28,7 @@ from naseval.data import SPLITS, Corpus, batchify, get_batch
 from naseval.errors import TrainingDiverged
 from naseval.model import PRECISIONS, LanguageModel, ModelConfig
 from naseval.params import require
-from naseval.runtime import resolve_device, seed_everything
+from naseval.runtime import DEVICES, resolve_device, seed_everything
 from naseval.space import Genotype, format_genotype
 
 log = logging.getLogger("naseval")
@@ -70,7 +70,8 @@ class TrainConfig:
         require(self.clip > 0, "clip", self.clip, "a number > 0")
         for key in ("weight_decay", "tar"):
             require(getattr(self, key) >= 0, key, getattr(self, key), "a number >= 0")
-        resolve_device(self.device)
+        # only the name here: a profile for a GPU must load (and be checked) on a CPU machine
+        require(self.device in DEVICES, "device", self.device, f"one of {', '.join(DEVICES)}")
 
 
 def perplexity(loss: float) -> float:
