@@ -6,7 +6,8 @@ cell's result after e epochs is its best validation perplexity up to epoch e, wh
 e-epoch run gives (NT-ASGD's switch and the best state depend only on earlier epochs). For
 each (configuration, epochs) it prints the ground truth's reliability (`naseval.reliability`:
 ceiling tau of the k-seed mean, leave-one-seed-out tau, seed-to-seed tau) and the ground
-truth's wall seconds per seed on this machine.
+truth's wall and CPU seconds per seed on this machine; then, for budgets it did not measure,
+the ceiling that 3 to 5 seeds would give as a function of the seed-to-seed tau.
 
     python bench/reliability_study.py [--seeds 0,1,2,3] [--only NAME,...] [--json FILE]
 
@@ -102,6 +103,18 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def seeds_needed_table(threshold: float = 0.8) -> str:
+    """What a ground truth of 3, 4 or 5 seeds would reach, and how many seeds reach `threshold`,
+    as a function of how well two single seeds agree (for budgets not measured, e.g. paper scale)."""
+    lines = [f"| seed-to-seed tau | ceiling, 3 seeds | 4 seeds | 5 seeds | seeds for {threshold} |",
+             "|---|---|---|---|---|"]
+    for between_seeds in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        needed = next(k for k in range(1, 1000) if ceiling_tau(between_seeds, k) >= threshold)
+        lines.append(f"| {between_seeds} | " + " | ".join(f"{ceiling_tau(between_seeds, k):.2f}" for k in (3, 4, 5))
+                     + f" | {needed} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2,3")
@@ -126,6 +139,8 @@ def main() -> None:
             run["curves"] = {int(c): curve for c, curve in run["curves"].items()}
         rows += frontier_rows(name, runs)
     print(markdown(rows))
+    print()
+    print(seeds_needed_table())
 
 
 if __name__ == "__main__":
