@@ -103,8 +103,8 @@ def reliability_findings(truth: dict[str, Any]) -> list[str]:
     ceiling, k = figures["ceiling_tau"], figures["seeds"]
     loo = figures["leave_one_seed_out_tau"]
     sentence = (f"Ground-truth reliability ({k} seeds): a perfect ranking is expected to reach Kendall tau "
-                f"**{number(ceiling, 2)}** against the {k}-seed mean (the ceiling, from a noise model fitted to the "
-                f"seeds); one seed agrees with the mean of the others at {number(loo['mean'], 2)}"
+                f"**{number(ceiling, 2)}** against the {k}-seed mean (the ceiling, by Spearman-Brown from how well "
+                f"single seeds agree); one seed agrees with the mean of the others at {number(loo['mean'], 2)}"
                 f"{interval(loo['interval'], 2)}, and two single seeds with each other at "
                 f"{number(figures['seed_to_seed_tau'], 2)}. The best cell stays best in "
                 f"{figures['probability_best_is_best']:.0%} of resamplings of the seeds.")
