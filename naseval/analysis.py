@@ -27,6 +27,7 @@ from naseval.reliability import cell_intervals, kendall_tau_interval, reliabilit
 from naseval.statistics import compare_samples, describe
 
 TRACE_COLUMNS = ["run", "epoch", "cell_id", "genotype", "score"]  # of a search trace's plot rows
+NEAR_WORST = 0.03  # cells whose ground truth is within 3% of the worst cell's have barely trained
 TAU_COLUMNS = ["run", "ranking", "epoch", "kendall_tau"]  # of the tau-over-training plot rows
 
 
@@ -244,6 +245,8 @@ def ground_truth_summary(truth: GroundTruth, config: AnalysisConfig) -> dict[str
         "best_cell_id": best,
         "best_genotype": truth.genotypes.get(best),
         "best_valid_ppl": mean[best],
+        # at a short budget many cells have barely left the unigram plateau: their order means little
+        "cells_near_worst": sum(ppl >= (1 - NEAR_WORST) * max(mean.values()) for ppl in mean.values()),
         "reliability": reliability(truth.per_seed, config.bootstrap_resamples, config.confidence,
                                    config.bootstrap_seed),
         "min_ceiling_tau": config.min_ceiling_tau,

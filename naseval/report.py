@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from naseval.analysis import Analysis, AnalysisConfig
+from naseval.analysis import NEAR_WORST, Analysis, AnalysisConfig
 
 FEW_SEEDS = 5  # below this many seeds per policy, a percentile bootstrap is too narrow to trust
 
@@ -131,6 +131,12 @@ def ground_truth_findings(summary: dict[str, Any]) -> list[str]:
         findings.append(f"**{truth['failed_cells']['count']} cells diverged in ground-truth training and are left "
                         f"out of every ranking** ({reasons}).")
     findings += reliability_findings(truth)
+    near_worst = truth["cells_near_worst"]
+    if near_worst > truth["cells"] / 4:
+        findings.append(
+            f"{near_worst} of the {truth['cells']} cells are within {NEAR_WORST:.0%} of the worst cell's ground truth: "
+            f"at this budget they have barely trained, and their order among themselves, however reproducible, "
+            f"says little about their architectures.")
     for policy, stats in summary["policies"].items():
         if "ground_truth_rank" in stats:
             runs = [r for name, r in summary["runs"].items() if name.startswith(f"{policy}/") and "regret" in r]

@@ -109,6 +109,7 @@ def environment(threads: int | None = None) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "threads": threads,
         "device": torch.cuda.get_device_name() if torch and torch.cuda.is_initialized() else "cpu",
+        "deterministic_kernels": os.environ.get(DETERMINISTIC_ENV) == "1",  # changes GPU results
     }
 
 

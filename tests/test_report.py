@@ -53,6 +53,14 @@ def test_report_says_no_evidence_when_the_difference_is_noise():
     assert "No evidence that enas beats random (α = 0.05)." in text
 
 
+def test_cells_that_barely_trained_are_named_as_such():
+    plateau = {0: 60.0, 1: 99.0, 2: 100.0, 3: 100.5}  # cells 1 to 3 within 3% of the worst
+    truth = GroundTruth({0: plateau, 1: {cell: ppl + 0.1 for cell, ppl in plateau.items()}})
+    assert "3 of the 4 cells are within 3% of the worst cell's ground truth" in report(truth)
+    spread = GroundTruth({0: {0: 60.0, 1: 70.0, 2: 80.0, 3: 90.0}, 1: {0: 61.0, 1: 71.0, 2: 81.0, 3: 91.0}})
+    assert "within 3% of the worst" not in report(spread)  # only the worst itself
+
+
 def test_a_low_ceiling_is_reported_as_a_ground_truth_too_noisy_to_judge_by():
     noisy = report(NOISY)
     assert "two single seeds with each other at −1.00" in noisy
