@@ -5,10 +5,10 @@ independent jobs in a pool of worker processes; each job seeds itself from the s
 cell's result does not depend on which worker ran it or when, nor on the worker count: every
 worker runs `train.threads` threads. The batches and the threads are tracked params, not
 resource knobs, because both change a cell's floating-point arithmetic: batched products pick
-their kernels by shape, vectorized kernels treat an element by its position in the tensor (the
-tail of a tensor takes a scalar path), and a strided slice takes another loop than a contiguous
-one. At a chaotic budget that arithmetic acts as a seed (measured on the tests' toy corpus at lr
-20: one cell, batches of 3 with other partners, validation perplexity 27.6 against 22.5).
+their kernels by shape, and elementwise and reduction kernels can round an element differently
+by its place in the tensor and the tensor's layout. At a chaotic budget that arithmetic acts as
+a seed (measured on the tests' toy corpus at lr 20: one cell in batches of 3 with other
+partners, validation perplexity 27.6 against 22.5).
 """
 
 from __future__ import annotations

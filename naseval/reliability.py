@@ -16,7 +16,7 @@ differences), a k-seed mean has reliability r_k = k r / (1 + (k - 1) r), and it 
 the truth at sqrt(r_k). Rank correlations go through Greiner's relation for a Gaussian latent
 scale, tau = 2/pi asin(rho). Ranks make it indifferent to the perplexity scale, and it needs
 no model of each cell's noise, which differs by orders of magnitude between cells (a cell stuck
-on a plateau scatters by 0.3%, one that escaped it by 15%; measured on the default budget).
+on a plateau scatters by 0.3%, one that escaped it by 15%; seen in bench/reliability_study.py).
 `tests/test_reliability.py` checks it on synthetic ground truths of known truth and noise.
 """
 
