@@ -114,6 +114,11 @@ class GroundTruth:
     def per_seed(self) -> list[Scores]:
         return [self.valid_ppl[seed] for seed in sorted(self.valid_ppl)]
 
+    @functools.cached_property
+    def results(self) -> tuple[list[int], np.ndarray]:
+        """The cells every seed finished and their results (cells, seeds), as `reliability` takes them."""
+        return seed_matrix(self.per_seed)
+
 
 @dataclass
 class Analysis:
@@ -252,8 +257,7 @@ def ground_truth_summary(truth: GroundTruth, config: AnalysisConfig) -> dict[str
         "min_ceiling_tau": config.min_ceiling_tau,
     }
     if len(truth.valid_ppl) > 1:  # how far one retrain of a cell scatters: the per-cell std over seeds
-        summary["retrain_noise_sd"] = float(np.mean(cell_intervals(seed_matrix(truth.per_seed)[1],
-                                                                   config.confidence)["std"]))
+        summary["retrain_noise_sd"] = float(np.mean(cell_intervals(truth.results[1], config.confidence)["std"]))
     return summary
 
 
@@ -281,7 +285,7 @@ def ground_truth_rows(truth: GroundTruth, confidence: float) -> list[dict[str, A
     rank, and each seed's result."""
     mean = truth.mean
     truth_ranks = ranks(mean)
-    cells, results = seed_matrix(truth.per_seed)
+    cells, results = truth.results
     spread = cell_intervals(results, confidence) if results.shape[1] > 1 else None
     return [
         {"cell_id": cell, "genotype": truth.genotypes.get(cell), "mean_valid_ppl": mean[cell],

@@ -63,9 +63,8 @@ def percentile_interval(values: np.ndarray, confidence: float) -> list[float]:
 
 def seed_to_seed_tau(results: np.ndarray) -> float:
     """Mean tau over every pair of seeds: results (cells, seeds)."""
-    k = results.shape[1]
-    pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
-    return float(np.mean([tau_b(results[:, i], results[:, j])[0] for i, j in pairs]))
+    first, second = np.triu_indices(results.shape[1], k=1)  # every pair of seeds once
+    return float(np.mean(tau_b(results[:, first].T, results[:, second].T)))
 
 
 def leave_one_seed_out(results: np.ndarray) -> np.ndarray:
