@@ -1,14 +1,21 @@
 """`darts`: differentiable architecture search (Liu et al. 2019, DARTS, PTB recurrent cell).
 
-Every node mixes all (predecessor, op) pairs with the softmax of its architecture parameters
-alpha (MixedCell). Weights and alpha alternate every minibatch: first alpha takes an Adam step on
-a validation minibatch, with the gradient of the validation loss after one virtual SGD step of
-the weights (second order; the Hessian-vector product by finite differences) or at the current
-weights (first order), then the weights take their SGD step on the training minibatch.
+Every node mixes all (predecessor, op) pairs with weights derived from its architecture
+parameters alpha (MixedCell). Weights and alpha alternate every minibatch: first alpha takes an
+Adam step on a validation minibatch, with the gradient of the validation loss after one virtual
+SGD step of the weights (second order; the Hessian-vector product by finite differences) or at
+the current weights (first order), then the weights take their SGD step on the training minibatch.
 
-One deliberate difference: the original's softmax runs over the ops of each edge, and its "none"
-op lets a node drop a predecessor. This space has no "none", so the softmax runs over all
-(predecessor, op) pairs of a node, and a one-hot alpha is exactly a discrete cell.
+Two relaxations (`relaxation`):
+* `per_edge`, the original (rnn/model_search.py): a softmax per edge over the ops and `none`,
+  which contributes nothing, so a node's edges compete only through their `none` weights; the
+  cell is derived with the original's genotype(): per node the edge whose best non-`none` op
+  weighs most, with that op.
+* `per_node`: one softmax per node over all its (predecessor, op) pairs, without `none`: the
+  weights of a node form one distribution over its choices, and a one-hot alpha is a discrete
+  cell.
+Both derive the cell that maximizes the product over nodes of its choice's weight, and rank
+cells by that product (`alpha_neg_log_prob`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from naseval.train import Step, TrainConfig, build_model_and_data, evaluate, fit
 from naseval.weight_sharing import Chunks, RankingHistory, ranked_candidates, score_cells
 
 ORDERS = ("first", "second")
+RELAXATIONS = ("per_edge", "per_node")
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,7 @@ class DartsConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # the supernet
     train: TrainConfig = field(default_factory=TrainConfig)  # its weights' recipe
     order: str = "second"  # of the architecture gradient
+    relaxation: str = "per_edge"  # the original's; or per_node (see the module's docstring)
     arch_lr: float = 3e-3  # Adam on alpha
     arch_weight_decay: float = 1e-3
     init_scale: float = 1e-3  # alpha starts at init_scale * N(0, 1)
@@ -52,6 +61,7 @@ class DartsConfig:
 
     def __post_init__(self) -> None:
         require(self.order in ORDERS, "order", self.order, f"one of {', '.join(ORDERS)}")
+        require(self.relaxation in RELAXATIONS, "relaxation", self.relaxation, f"one of {', '.join(RELAXATIONS)}")
         for key in ("arch_lr", "init_scale", "hessian_epsilon"):
             require(getattr(self, key) > 0, key, getattr(self, key), "a number > 0")
         require(self.arch_weight_decay >= 0, "arch_weight_decay", self.arch_weight_decay, "a number >= 0")
@@ -59,9 +69,21 @@ class DartsConfig:
         require(self.ranking_every >= 0, "ranking_every", self.ranking_every, "an integer >= 0")
 
 
-def mixing_weights(alphas: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Per node, the softmax over all of its (predecessor, op) pairs."""
-    return [F.softmax(a.flatten(), dim=0).view_as(a) for a in alphas]
+def alpha_shape(node: int, space: SearchSpace, relaxation: str) -> tuple[int, int]:
+    """Node `node`'s alpha: a row per predecessor, a column per op (per_edge: column 0 is `none`)."""
+    return node + 1, len(space.ops) + (relaxation == "per_edge")
+
+
+def choice_log_probs(alphas: list[torch.Tensor], relaxation: str) -> list[torch.Tensor]:
+    """Per node, the log weight of each (predecessor, op) choice: (node + 1, |ops|)."""
+    if relaxation == "per_node":
+        return [F.log_softmax(a.flatten(), dim=0).view_as(a) for a in alphas]
+    return [F.log_softmax(a, dim=-1)[:, 1:] for a in alphas]  # `none`'s weight multiplies nothing
+
+
+def mixing_weights(alphas: list[torch.Tensor], relaxation: str) -> list[torch.Tensor]:
+    """Per node, the weight MixedCell gives each (predecessor, op) pair."""
+    return [log_probs.exp() for log_probs in choice_log_probs(alphas, relaxation)]
 
 
 def one_hot(genotype: Genotype, space: SearchSpace, like: torch.Tensor) -> list[torch.Tensor]:
@@ -73,19 +95,21 @@ def one_hot(genotype: Genotype, space: SearchSpace, like: torch.Tensor) -> list[
     return weights
 
 
-def argmax_cell(alphas: list[torch.Tensor], space: SearchSpace) -> Genotype:
+def argmax_cell(alphas: list[torch.Tensor], space: SearchSpace, relaxation: str) -> Genotype:
+    """Per node, the heaviest (predecessor, op) choice. per_edge: the original's genotype(), as the
+    edge whose best non-`none` op weighs most, taken with that op, is this very choice."""
     genotype = []
-    for a in alphas:
-        pred, op = divmod(int(a.flatten().argmax()), len(space.ops))
+    for log_probs in choice_log_probs(alphas, relaxation):
+        pred, op = divmod(int(log_probs.flatten().argmax()), len(space.ops))
         genotype.append((space.ops[op], pred))
     return tuple(genotype)
 
 
-def neg_log_prob(alphas: list[torch.Tensor], genotype: Genotype, space: SearchSpace) -> float:
-    """The alpha-implied score of a cell: -sum over nodes of log softmax at its (pred, op)."""
+def neg_log_prob(alphas: list[torch.Tensor], genotype: Genotype, space: SearchSpace, relaxation: str) -> float:
+    """The alpha-implied score of a cell: -sum over nodes of the log weight of its (pred, op)."""
     return -sum(
-        F.log_softmax(a.flatten(), dim=0).view_as(a)[pred, space.ops.index(op)].item()
-        for a, (op, pred) in zip(alphas, genotype, strict=True)
+        log_probs[pred, space.ops.index(op)].item()
+        for log_probs, (op, pred) in zip(choice_log_probs(alphas, relaxation), genotype, strict=True)
     )
 
 
@@ -100,20 +124,21 @@ def lm_loss(model: LanguageModel, params: dict[str, torch.Tensor], weights: list
     return loss, next_hidden
 
 
-def clipped(grads: list[torch.Tensor], max_norm: float) -> list[torch.Tensor]:
+def clip_coefficient(grads: list[torch.Tensor], max_norm: float) -> float:
+    """What gradient clipping multiplies `grads` by: min(1, max_norm / |grads|)."""
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-    scale = min(1.0, max_norm / (norm.item() + 1e-6))
-    return [g * scale for g in grads]
+    return min(1.0, max_norm / (norm.item() + 1e-6))
 
 
 def hessian_vector_product(model: LanguageModel, params: dict[str, torch.Tensor], alphas: list[torch.Tensor],
-                           vector: list[torch.Tensor], batch, epsilon: float) -> list[torch.Tensor]:
+                           vector: list[torch.Tensor], batch, epsilon: float,
+                           relaxation: str) -> list[torch.Tensor]:
     """grad_alpha (grad_w L(w, alpha) . vector) by central differences of grad_alpha L along vector."""
     r = epsilon / torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(v) for v in vector])).item()
 
     def alpha_gradient_at(sign: float) -> tuple[torch.Tensor, ...]:
         shifted = {name: w + sign * r * v for (name, w), v in zip(params.items(), vector, strict=True)}
-        loss, _ = lm_loss(model, shifted, mixing_weights(alphas), batch)
+        loss, _ = lm_loss(model, shifted, mixing_weights(alphas, relaxation), batch)
         return torch.autograd.grad(loss, alphas)
 
     plus, minus = alpha_gradient_at(1.0), alpha_gradient_at(-1.0)
@@ -121,29 +146,35 @@ def hessian_vector_product(model: LanguageModel, params: dict[str, torch.Tensor]
 
 
 def architecture_gradient(model: LanguageModel, alphas: list[torch.Tensor], train_batch, valid_batch,
-                          lr: float, weight_decay: float, clip: float, order: str,
-                          epsilon: float) -> tuple[list[torch.Tensor], torch.Tensor]:
+                          lr: float, weight_decay: float, clip: float, order: str, epsilon: float,
+                          relaxation: str) -> tuple[list[torch.Tensor], torch.Tensor]:
     """d L_valid / d alpha, and the next hidden state of the validation stream.
 
-    Second order: at w' = w - lr * (clip(grad_w L_train) + weight_decay * w) (DARTS eq. 7), minus
-    lr times the Hessian-vector product grad^2_{alpha,w} L_train . grad_{w'} L_valid (eq. 8).
+    Second order: at w' = w - lr * (c * grad_w L_train + weight_decay * w) (DARTS eq. 7), where c
+    is the clipping coefficient of grad_w L_train, minus lr * c times the Hessian-vector product
+    grad^2_{alpha,w} L_train . grad_{w'} L_valid (eq. 8, with the chain rule through the clipped
+    step, as the original's architect.py; c is held constant, as clipping's norm is not
+    differentiated). The vector grad_{w'} L_valid is clipped too, as the original does.
     """
     params = {name: p.detach() for name, p in model.named_parameters()}
+    mix = lambda: mixing_weights(alphas, relaxation)  # noqa: E731
     if order == "first":
-        loss, hidden = lm_loss(model, params, mixing_weights(alphas), valid_batch)
+        loss, hidden = lm_loss(model, params, mix(), valid_batch)
         return list(torch.autograd.grad(loss, alphas)), hidden.detach()
 
-    frozen = [w.detach() for w in mixing_weights(alphas)]
+    frozen = [w.detach() for w in mix()]
     weights = {name: w.clone().requires_grad_() for name, w in params.items()}
     loss, _ = lm_loss(model, weights, frozen, train_batch)
-    grads = clipped(list(torch.autograd.grad(loss, list(weights.values()))), clip)
-    unrolled = {name: (w - lr * (g + weight_decay * w)).requires_grad_()
+    grads = torch.autograd.grad(loss, list(weights.values()))
+    coefficient = clip_coefficient(grads, clip)
+    unrolled = {name: (w - lr * (coefficient * g + weight_decay * w)).requires_grad_()
                 for (name, w), g in zip(params.items(), grads, strict=True)}
-    loss, hidden = lm_loss(model, unrolled, mixing_weights(alphas), valid_batch)
+    loss, hidden = lm_loss(model, unrolled, mix(), valid_batch)
     grads = torch.autograd.grad(loss, [*alphas, *unrolled.values()])
-    alpha_grads, valid_grads = grads[: len(alphas)], clipped(list(grads[len(alphas):]), clip)
-    implicit = hessian_vector_product(model, params, alphas, valid_grads, train_batch, epsilon)
-    return [g - lr * h for g, h in zip(alpha_grads, implicit, strict=True)], hidden.detach()
+    alpha_grads, valid_grads = grads[: len(alphas)], grads[len(alphas):]
+    valid_grads = [g * clip_coefficient(valid_grads, clip) for g in valid_grads]
+    implicit = hessian_vector_product(model, params, alphas, valid_grads, train_batch, epsilon, relaxation)
+    return [g - lr * coefficient * h for g, h in zip(alpha_grads, implicit, strict=True)], hidden.detach()
 
 
 class Architect:
@@ -152,15 +183,21 @@ class Architect:
     def __init__(self, model: LanguageModel, space: SearchSpace, config: DartsConfig, search_data: torch.Tensor):
         self.model, self.space, self.config = model, space, config
         device = search_data.device
-        self.alphas = [nn.Parameter(config.init_scale * torch.randn(node + 1, len(space.ops)).to(device))
-                       for node in range(space.nodes)]
+        shapes = [alpha_shape(node, space, config.relaxation) for node in range(space.nodes)]
+        self.alphas = [nn.Parameter(config.init_scale * torch.randn(shape).to(device)) for shape in shapes]
         self.optimizer = torch.optim.Adam(self.alphas, lr=config.arch_lr, betas=(0.9, 0.999),
                                           weight_decay=config.arch_weight_decay)
         self.batches = Chunks(search_data, config.train.bptt)
         self.hidden = model.init_hidden(search_data.size(1))
 
+    def restart(self) -> None:
+        """Each epoch's alpha steps read the validation stream from its start with a zero hidden
+        state, as the original's train_search.py (its hidden_valid is made in every epoch)."""
+        self.batches.start = 0
+        self.hidden = torch.zeros_like(self.hidden)
+
     def weights(self) -> list[torch.Tensor]:
-        return [w.detach() for w in mixing_weights(self.alphas)]
+        return [w.detach() for w in mixing_weights(self.alphas, self.config.relaxation)]
 
     def state_dict(self) -> dict[str, Any]:
         return {"alphas": [a.detach().clone() for a in self.alphas], "optimizer": self.optimizer.state_dict(),
@@ -180,7 +217,8 @@ class Architect:
         train = self.config.train
         grads, self.hidden = architecture_gradient(
             self.model, self.alphas, (step.inputs, step.targets, step.hidden), (x, y, self.hidden),
-            step.lr, train.weight_decay, train.clip, self.config.order, self.config.hessian_epsilon)
+            step.lr, train.weight_decay, train.clip, self.config.order, self.config.hessian_epsilon,
+            self.config.relaxation)
         for alpha, grad in zip(self.alphas, grads, strict=True):
             alpha.grad = grad
         self.optimizer.step()
@@ -194,6 +232,7 @@ class DartsPolicy(SearchPolicy):
 
     def search(self, task: SearchTask) -> SearchResult:
         config, space, bptt = self.config, task.space, self.config.train.bptt
+        relaxation = config.relaxation
         rng = seed_everything(task.seed)
         model, (train_data, valid_data, _) = build_model_and_data(
             task.corpus, space.nodes, config.model, config.train, cell_class=MixedCell, ops=space.ops,
@@ -206,7 +245,7 @@ class DartsPolicy(SearchPolicy):
             return one_hot(genotype, space, like=model.cell.W0)
 
         def alpha_ranking(cells: list[Genotype]) -> dict[int, float]:
-            return {space.to_id(g): neg_log_prob(architect.alphas, g, space) for g in cells}
+            return {space.to_id(g): neg_log_prob(architect.alphas, g, space, relaxation) for g in cells}
 
         def rank(cells: list[Genotype]) -> dict[str, dict[int, float]]:
             return {
@@ -219,24 +258,27 @@ class DartsPolicy(SearchPolicy):
 
         def after_epoch(epoch: int) -> dict:
             history(epoch)
-            best = argmax_cell(architect.alphas, space)
+            architect.restart()
+            best = argmax_cell(architect.alphas, space, relaxation)
             return {
                 "cell_id": space.to_id(best), "genotype": format_genotype(best),
                 "score": perplexity(evaluate(model, valid_data, as_arch(best), bptt)),
-                "alpha_probability": float(np.exp(-neg_log_prob(architect.alphas, best, space))),
+                "alpha_probability": float(np.exp(-neg_log_prob(architect.alphas, best, space, relaxation))),
             }
 
         fitted = fit(model, train_data, config.train, rng, architect.step,
                      lambda: evaluate(model, valid_data, architect.weights(), bptt), "darts",
                      after_epoch=after_epoch, checkpoint=task.tracking(architect=architect, history=history))
 
-        best = argmax_cell(architect.alphas, space)
+        best = argmax_cell(architect.alphas, space, relaxation)
         cells = list(space.enumerate()) if enumerable else [best]
         rankings = rank(cells) if enumerable else {}
         alpha_scores = rankings["alpha_neg_log_prob"] if enumerable else alpha_ranking(cells)
         details = {
             "argmax": format_genotype(best),
+            "relaxation": relaxation,
             "mixing_weights": [w.cpu().tolist() for w in architect.weights()],  # per node: [pred][op]
+            "alphas": [a.detach().cpu().tolist() for a in architect.alphas],  # per_edge: column 0 is `none`
         }
         return SearchResult(ranked_candidates(cells, alpha_scores, space), fitted.history, rankings,
                             details=details, ranking_history=history.snapshots)
