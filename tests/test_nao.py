@@ -11,13 +11,15 @@ from naseval.policies.nao import (
     NaoPolicy,
     Tokens,
     move_and_decode,
+    next_pool,
     performance_targets,
     predicted,
     propose,
+    random_cells_outside,
     train_epd,
 )
 from naseval.ranking import kendall_tau
-from naseval.space import SearchSpace
+from naseval.space import SearchSpace, format_genotype
 from naseval.train import TrainConfig
 
 SMALL_EPD = EpdConfig(embedding_size=16, hidden_size=32, mlp_layers=2, mlp_hidden_size=64, lr=3e-3,
@@ -92,14 +94,27 @@ def small_config(**overrides) -> NaoConfig:
                      SMALL_EPD, **overrides)
 
 
-def test_search_grows_the_pool_and_stops_when_the_space_is_exhausted(tiny_corpus):
-    config = small_config(rounds=10, seed_cells=20, top_cells=5, new_cells=8)
+def test_the_next_pool_keeps_its_size_and_its_best_and_replaces_the_worst():
+    ranked = list("abcdefghij")  # best first
+    assert next_pool(ranked, ["x", "y"], ["z"]) == [*"abcdefg", "x", "y", "z"]
+    assert next_pool(ranked, ["x"], []) == [*"abcdefghi", "x"]  # fewer new cells: fewer dropped
+
+
+def test_random_cells_come_from_outside_the_pool_and_stop_when_the_space_is_exhausted():
+    space = SearchSpace(2)
+    known = set(list(space.enumerate())[:28])
+    drawn = random_cells_outside(space, known, 10, np.random.default_rng(0))
+    assert len(drawn) == 4 and len(set(drawn)) == 4 and not set(drawn) & known
+
+
+def test_search_keeps_the_pool_size_and_its_best_cells(tiny_corpus):
+    config = small_config(rounds=4, seed_cells=10, top_cells=5, new_cells=4, random_cells=1)
     result = NaoPolicy(config).search(SearchTask(SearchSpace(2), tiny_corpus, 0))
-    pools = [row["pool"] for row in result.trace]
-    assert pools[0] == 20 and pools == sorted(pools) and len(result.trace) < 10
-    assert all(b - a == row["new_cells"] for a, b, row in zip(pools, pools[1:], result.trace, strict=False))
-    assert result.details["stopped"].startswith(("the pool holds the whole space", "no new cell"))
-    assert len(result.candidates) == result.details["pool"] == pools[-1]
+    assert [row["pool"] for row in result.trace] == [10] * len(result.trace) and len(result.trace) >= 3
+    assert [row["random_cells"] for row in result.trace[:-1]] == [1] * (len(result.trace) - 1)
+    assert len(result.candidates) == result.details["pool"] == 10
+    final = {format_genotype(c.genotype) for c in result.candidates}
+    assert result.trace[-2]["genotype"] in final  # the previous round's best was kept
     assert set(result.rankings) == {"shared_weights_valid_ppl", "predictor_neg_performance"}
     assert len(result.rankings["predictor_neg_performance"]) == 32
     history = result.ranking_history  # one per round, labelled by cumulative child epochs

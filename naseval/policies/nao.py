@@ -6,11 +6,13 @@ runs in rounds over a pool of cells: train NAO's weight-sharing child model (one
 node, predecessor and op) on cells of the pool, score the pool by validation perplexity under
 the shared weights, train the encoder-predictor-decoder on (cell, score), then move the best
 cells' embeddings along the predictor's gradient, with a step that grows until enough new
-cells decode, and add them to the pool.
+cells decode. The pool keeps its size, as the original's (NAO-WS/rnn/train_search.py): each
+round keeps its best cells, drops the worst to make room, and adds the new cells and a few drawn
+at random.
 
-The original starts from 1,000 random cells; a small space cannot hold that many, so the pool
-sizes are clamped to the space (and recorded in the result's details), and the loop stops early
-when no new cell can be found.
+The original's pool holds 1,000 cells, of which it replaces 300 new and 50 random ones a round;
+a small space cannot hold that many, so the counts are clamped to the space (and recorded in
+the result's details), and the loop stops early when no new cell can be found.
 """
 
 from __future__ import annotations
@@ -66,9 +68,10 @@ class NaoConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # its recipe; `epochs` is per round
     epd: EpdConfig = field(default_factory=EpdConfig)
     rounds: int = 3  # child training phases; new cells are proposed between them
-    seed_cells: int = 1000  # the first pool, drawn at random
+    seed_cells: int = 1000  # the first pool, drawn at random; the pool keeps this size
     top_cells: int = 100  # the pool's best, whose embeddings are moved
-    new_cells: int = 300  # proposed per round
+    new_cells: int = 300  # proposed per round; they replace the pool's worst
+    random_cells: int = 50  # drawn at random per round; they replace the next worst
     max_step_size: int = 100  # the step grows 1, 2, ... up to this until enough new cells decode
     score_all_up_to: int = 64  # spaces this small are also ranked whole
     ranking_every: int = 1  # rounds between rankings of the whole space by the child model; 0: none
@@ -76,6 +79,10 @@ class NaoConfig:
     def __post_init__(self) -> None:
         for key in ("rounds", "seed_cells", "top_cells", "new_cells", "max_step_size", "score_all_up_to"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
+        require(self.random_cells >= 0, "random_cells", self.random_cells, "an integer >= 0")
+        replaced = self.new_cells + self.random_cells
+        require(replaced < self.seed_cells, "new_cells + random_cells", replaced,
+                f"fewer than seed_cells ({self.seed_cells}): the pool keeps its best")
         require(self.ranking_every >= 0, "ranking_every", self.ranking_every, "an integer >= 0")
 
 
@@ -229,6 +236,24 @@ def clamped(asked: int, allowed: int, key: str, notes: dict[str, Any]) -> int:
     return min(asked, allowed)
 
 
+def random_cells_outside(space: SearchSpace, known: set[Genotype], count: int,
+                         rng: np.random.Generator) -> list[Genotype]:
+    """Up to `count` distinct cells drawn uniformly from those not in `known`."""
+    count = min(count, space.size - len(known))
+    found: dict[Genotype, None] = {}
+    while len(found) < count:
+        cell = space.sample(rng)
+        if cell not in known:
+            found[cell] = None
+    return list(found)
+
+
+def next_pool(ranked: list[Genotype], new: list[Genotype], random: list[Genotype]) -> list[Genotype]:
+    """The pool of the next round, of the same size: the best of `ranked` (best first), then the
+    new and the random cells in place of the worst (NAO-WS's `old_archs[:-n] + new + random`)."""
+    return ranked[: len(ranked) - len(new) - len(random)] + new + random
+
+
 @register
 class NaoPolicy(SearchPolicy):
     name = "nao"
@@ -268,7 +293,7 @@ class NaoPolicy(SearchPolicy):
             row = {"round": round_, "epoch": round_ * config.train.epochs, "pool": len(pool),
                    "cell_id": space.to_id(best), "genotype": format_genotype(best),
                    "score": scores[space.to_id(best)], "child_valid_ppl": fitted.history[-1]["valid_ppl"],
-                   "epd_mse": None, "epd_nll": None, "new_cells": 0, "step_size": None}
+                   "epd_mse": None, "epd_nll": None, "new_cells": 0, "random_cells": 0, "step_size": None}
             trace.append(row)
             history(round_, epoch=row["epoch"])
             if round_ == config.rounds:
@@ -278,15 +303,17 @@ class NaoPolicy(SearchPolicy):
                 break
             row |= train_epd(epd, optimizer, pool, performance_targets([scores[space.to_id(g)] for g in pool]),
                              config.epd, rng)
-            top = sorted(pool, key=lambda g: scores[space.to_id(g)])[: clamped(config.top_cells, len(pool),
-                                                                                 "top_cells", clamps)]
+            ranked = sorted(pool, key=lambda g: scores[space.to_id(g)])
+            top = ranked[: clamped(config.top_cells, len(pool), "top_cells", clamps)]
             wanted = clamped(config.new_cells, space.size - len(pool), "new_cells", clamps)
             new, row["step_size"] = propose(epd, top, set(pool), wanted, config.max_step_size)
             row["new_cells"] = len(new)
             if not new:
                 stop = f"no new cell decoded in round {round_} (step sizes 1..{config.max_step_size})"
                 break
-            pool += new
+            drawn = random_cells_outside(space, set(pool) | set(new), config.random_cells, rng)
+            row["random_cells"] = len(drawn)
+            pool = next_pool(ranked, new, drawn)
             if checkpoint:
                 checkpoint.save({"pool": pool, "trace": trace, "scores": scores, "clamps": clamps,
                                  "random": random_states(rng)})
