@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from naseval.errors import NasevalError
 from naseval.params import require
 from naseval.ranking import (
     Scores,
@@ -105,6 +106,7 @@ class GroundTruth:
     valid_ppl: dict[int, Scores]  # training seed -> cell id -> validation perplexity, finished cells only
     genotypes: dict[int, str] = field(default_factory=dict)  # cell id -> genotype
     failed: dict[int, str] = field(default_factory=dict)  # cell id -> why its training diverged: left out
+    cell_output: str = "mean"  # the output rule every cell was trained with
 
     @functools.cached_property
     def mean(self) -> Scores:
@@ -296,13 +298,26 @@ def ground_truth_rows(truth: GroundTruth, confidence: float) -> list[dict[str, A
     ]
 
 
+def output_rule(runs: list[RunRecord], ground_truth: GroundTruth | None) -> str:
+    """The one cell output rule of the runs and the ground truth. Under two rules a genotype names
+    two functions, so ranks, regrets, taus and comparisons across rules would be meaningless."""
+    rules = {r.name: r.cell_output for r in runs if r.failure is None}
+    if ground_truth:
+        rules["the ground truth"] = ground_truth.cell_output
+    if len(set(rules.values())) > 1:
+        listed = ", ".join(f"{name} {rule}" for name, rule in rules.items())
+        raise NasevalError(f"cannot compare cells trained with different cell outputs ({listed}): every stage "
+                           f"must run with the same space.cell_output")
+    return next(iter(rules.values()), "mean")
+
+
 def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment: Experiment,
             config: AnalysisConfig = AnalysisConfig()) -> Analysis:
     """`ground_truth` is None for spaces too large to enumerate: perplexities only."""
     truth = ground_truth.mean if ground_truth and ground_truth.valid_ppl else None
     summary: dict[str, Any] = {
         "experiment": {"policy": experiment.policy, "baseline": experiment.baseline,
-                       "seeds": list(experiment.seeds)},
+                       "seeds": list(experiment.seeds), "cell_output": output_rule(runs, ground_truth)},
         "policies": {p: summarize_policy([r for r in runs if r.policy == p], truth) for p in experiment.policies},
     }
     comparison = compare_policy(runs, experiment, truth, config)

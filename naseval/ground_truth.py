@@ -75,7 +75,7 @@ class _Job:
 def _train_job(job: _Job) -> list[dict]:
     keep_freed_memory()
     genotypes = [job.space.from_id(i) for i in job.cell_ids]
-    options = {"show_progress": False, "checkpoint": job.checkpoint}
+    options = {"show_progress": False, "checkpoint": job.checkpoint, "cell_output": job.space.cell_output}
     args = (job.corpus, job.space.nodes, job.model_config, job.train_config, job.seed)
     if job.train_config.implementation == "fast":
         outcomes = train_cells(genotypes, *args, **options)
@@ -141,7 +141,7 @@ def ground_truth_record(
     if not is_enumerable(space, config):
         reason = f"{space.size} cells > ground_truth.max_cells {config.max_cells}: not enumerable"
         log.info("no ground truth: %s", reason)
-        return {"seed": seed, "enumerable": False, "reason": reason, "cells": []}
+        return {"seed": seed, "enumerable": False, "reason": reason, "cell_output": space.cell_output, "cells": []}
     run = fingerprint("ground_truth", space, model_config, train_config, seed, corpus.digest())
     finished = Finished(resume, run) if resume else None
     cells = {cell["cell_id"]: cell for cell in (finished.cells() if finished else [])}
@@ -175,4 +175,5 @@ def ground_truth_record(
             progress.update(len(batch))
             if finished:
                 finished.add(batch)
-    return {"seed": seed, "enumerable": True, "cells": [cells[i] for i in sorted(cells)]}
+    return {"seed": seed, "enumerable": True, "cell_output": space.cell_output,
+            "cells": [cells[i] for i in sorted(cells)]}

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from naseval.decoder_loss import decoder_losses
 from naseval.params import require
-from naseval.space import Genotype, loose_ends
+from naseval.space import CELL_OUTPUTS, Genotype, loose_ends
 
 ACTIVATIONS = {
     "tanh": torch.tanh,
@@ -55,7 +55,6 @@ def variational_mask(like: torch.Tensor, shape: tuple[int, ...], p: float) -> to
     return like.new_empty(shape).bernoulli_(1 - p) / (1 - p)
 
 
-CELL_OUTPUTS = ("mean", "loose_ends")
 WEIGHT_SHARING = ("per_node", "per_edge", "per_choice")
 
 

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from naseval.errors import NasevalError
 from naseval.runtime import read_json
 from naseval.space import SearchSpace, format_genotype
 
@@ -34,6 +35,7 @@ def _search_header(space: SearchSpace, policy: str, seed: int, seconds: float) -
         "policy": policy,
         "seed": seed,
         "space": {"nodes": space.nodes, "ops": list(space.ops), "size": space.size},
+        "cell_output": space.cell_output,
         "seconds": round(seconds, 3),
     }
 
@@ -57,7 +59,6 @@ def search_result_json(result: SearchResult, space: SearchSpace, policy: str, se
     return {
         **_search_header(space, policy, seed, seconds),
         "status": "ok",
-        "cell_output": result.cell_output,
         "details": result.details,
         "candidates": [
             {"cell_id": space.to_id(c.genotype), "genotype": format_genotype(c.genotype), "score": c.score}
@@ -116,11 +117,16 @@ def read_ground_truth(root: Path, seeds: list[int]) -> GroundTruth | None:
     """
     from naseval.analysis import GroundTruth
 
-    valid_ppl, genotypes, failed = {}, {}, {}
+    valid_ppl, genotypes, failed, rules = {}, {}, {}, set()
     for seed in seeds:
-        cells = read_json(seed_dir(root, seed) / GROUND_TRUTH)["cells"]
+        record = read_json(seed_dir(root, seed) / GROUND_TRUTH)
+        cells = record["cells"]
+        rules.add(record.get("cell_output", "mean"))
         if cells:
             valid_ppl[seed] = {c["cell_id"]: c["valid_ppl"] for c in cells if c.get("status", "ok") == "ok"}
             genotypes |= {c["cell_id"]: c["genotype"] for c in cells}
             failed |= {c["cell_id"]: f"seed {seed}: {c['reason']}" for c in cells if c.get("status") == "failed"}
-    return GroundTruth(valid_ppl, genotypes, failed) if valid_ppl else None
+    if len(rules) > 1:
+        raise NasevalError(f"{root}: ground-truth seeds trained with different cell outputs "
+                           f"({', '.join(sorted(rules))})")
+    return GroundTruth(valid_ppl, genotypes, failed, cell_output=rules.pop()) if valid_ppl else None

@@ -5,6 +5,12 @@ A cell has `nodes` intermediate nodes. Node i (0-based) reads one predecessor p 
 A genotype is the tuple of (op, predecessor) pairs, one per node, so the space holds
 n! * |ops|^n cells: 32 for 2 nodes, 2,642,411,520 for 8 nodes.
 
+The cell's output is the mean of its intermediate nodes (DARTS, the paper) or of its loose ends,
+the nodes no other node reads (ENAS). The rule is part of the space: under the two rules the
+same genotype is a different function whenever a node reads another (16 of the 32 2-node
+cells), so every stage of an experiment (search, baseline, retraining, ground truth) uses the
+one rule the space names, and no comparison can mix rules.
+
 Cells have integer ids by mixed radix, as in the paper's code: node i contributes the digit
 |ops| * pred + op_index in radix |ops| * (i + 1), node 0 being the most significant digit.
 """
@@ -20,6 +26,7 @@ import numpy as np
 from naseval.errors import NasevalError
 
 KNOWN_OPS = ("tanh", "relu", "sigmoid", "identity")
+CELL_OUTPUTS = ("mean", "loose_ends")
 
 Genotype = tuple[tuple[str, int], ...]
 
@@ -28,6 +35,7 @@ Genotype = tuple[tuple[str, int], ...]
 class SearchSpace:
     nodes: int = 2
     ops: tuple[str, ...] = KNOWN_OPS
+    cell_output: str = "mean"  # or loose_ends (see the module's docstring)
 
     def __post_init__(self) -> None:
         if isinstance(self.nodes, bool) or not isinstance(self.nodes, int) or self.nodes < 1:
@@ -40,6 +48,8 @@ class SearchSpace:
         if len(set(self.ops)) != len(self.ops):
             raise NasevalError(f"ops: duplicate ops in {list(self.ops)}")
         object.__setattr__(self, "ops", tuple(self.ops))
+        if self.cell_output not in CELL_OUTPUTS:
+            raise NasevalError(f"cell_output: expected one of {', '.join(CELL_OUTPUTS)}, got {self.cell_output!r}")
 
     @property
     def size(self) -> int:

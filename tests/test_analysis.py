@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from naseval.analysis import AnalysisConfig, Experiment, GroundTruth, RunRecord, analyze
@@ -111,6 +113,28 @@ def test_weight_sharing_top_k_overlap_and_instability_across_seeds():
     assert ranking["seed_to_seed_kendall_tau"]["mean"] == pytest.approx(4 / 6)
     assert ranking["kendall_tau"] == {"mean": pytest.approx((1 + 4 / 6) / 2), "std": pytest.approx(0.2357, abs=1e-4),
                                       "min": pytest.approx(4 / 6), "max": pytest.approx(1.0)}
+
+
+def loose_ends_run(policy, seed, cell_id, test_ppl):
+    return dataclasses.replace(run(policy, seed, cell_id, test_ppl), cell_output="loose_ends")
+
+
+def test_cells_of_another_output_rule_than_the_ground_truths_are_not_compared():
+    runs = [loose_ends_run("enas", 0, 0, 60.0), loose_ends_run("random", 0, 1, 61.0)]
+    with pytest.raises(NasevalError, match="different cell outputs .*enas/0 loose_ends.*the ground truth mean"):
+        analyze(runs, TRUTH, Experiment("enas", "random", (0,)))
+    with pytest.raises(NasevalError, match="different cell outputs"):
+        analyze([loose_ends_run("enas", 0, 0, 60.0), run("random", 0, 1, 61.0)], None,
+                Experiment("enas", "random", (0,)))
+
+
+def test_enas_is_judged_against_a_ground_truth_of_its_own_rule():
+    truth = GroundTruth(TRUTH.valid_ppl, cell_output="loose_ends")
+    runs = [loose_ends_run("enas", 0, 0, 60.0), loose_ends_run("random", 0, 3, 63.0)]
+    result = analyze(runs, truth, Experiment("enas", "random", (0,)))
+    assert result.summary["experiment"]["cell_output"] == "loose_ends"
+    assert result.summary["runs"]["enas/0"]["ground_truth_rank"] == 1
+    assert result.summary["runs"]["random/0"]["ground_truth_rank"] == 4
 
 
 def test_tau_over_training_comes_from_each_runs_ranking_history():

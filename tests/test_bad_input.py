@@ -127,6 +127,12 @@ CASES = {  # name -> (break the workspace, the command, what the message says)
         "empty corpus in"),
     "missing prepared data": (
         lambda r, m: (r / "data" / "vocab.txt").unlink(), search, "prepared data not found in"),
+    "unknown cell output": (
+        lambda r, m: edit_params(r, lambda p: p["space"].update(cell_output="sum")), search,
+        "space.cell_output: expected one of mean, loose_ends, got 'sum'"),
+    "DARTS with loose ends": (
+        lambda r, m: edit_params(r, lambda p: p["space"].update(cell_output="loose_ends")),
+        lambda r: [*search(r)[:2], "darts", *search(r)[3:]], "darts: space.cell_output 'loose_ends' is not possible"),
     "truncated input JSON": (
         lambda r, m: (r / "top.json").write_text('{"status": "ok", "gen'), train, "top.json is not valid JSON"),
     "truncated checkpoint": (

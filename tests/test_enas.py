@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from naseval.model import ModelConfig
+from naseval.policies import enas
 from naseval.policies.base import SearchTask
 from naseval.policies.enas import Controller, ControllerConfig, EnasConfig, EnasPolicy, Reinforce
 from naseval.space import SearchSpace, format_genotype
@@ -83,12 +84,23 @@ def test_reinforce_moves_probability_toward_the_rewarded_cell():
     assert before < 0.05 and after > 0.5
 
 
-def test_enas_search_records_its_controller_and_output_rule(tiny_corpus):
+@pytest.mark.parametrize("cell_output", ["loose_ends", "mean"])
+def test_enas_search_records_its_controller_and_searches_with_the_spaces_output_rule(tiny_corpus, cell_output,
+                                                                                     monkeypatch):
     train = TrainConfig(epochs=2, batch_size=8, eval_batch_size=8, bptt=10, lr=10.0)
     config = EnasConfig(ModelConfig(hidden_size=8), train,
                         ControllerConfig(hidden_size=16, steps_per_epoch=5), derive_samples=20)
-    result = EnasPolicy(config).search(SearchTask(SPACE, tiny_corpus, 0))
-    assert result.cell_output == "loose_ends"
+    space = SearchSpace(SPACE.nodes, SPACE.ops, cell_output)
+    model = {}
+    real_build = enas.build_model_and_data
+
+    def build(*args, **options):  # keep the supernet the search builds
+        model["built"], data = real_build(*args, **options)
+        return model["built"], data
+
+    monkeypatch.setattr(enas, "build_model_and_data", build)
+    result = EnasPolicy(config).search(SearchTask(space, tiny_corpus, 0))
+    assert model["built"].cell.output == cell_output
     assert set(result.rankings) == {"shared_weights_valid_ppl", "controller_neg_log_prob"}
     p = {g: math.exp(-s) for g, s in result.rankings["controller_neg_log_prob"].items()}
     assert sum(p.values()) == pytest.approx(1.0, abs=1e-5)
@@ -108,4 +120,20 @@ def test_bad_controller_settings_are_rejected():
     with pytest.raises(NasevalError, match="baseline_decay"):
         ControllerConfig(baseline_decay=1.0)
     with pytest.raises(NasevalError, match="cell_output"):
-        EnasConfig(cell_output="sum")
+        SearchSpace(2, cell_output="sum")
+
+
+def test_rewards_read_validation_batches_as_wide_as_the_training_ones(tiny_corpus, monkeypatch):
+    """carpedm20's trainer batchifies the reward data at batch_size, not at the evaluation's."""
+    widths = []
+
+    class Recording(enas.Chunks):
+        def __init__(self, data, length):
+            widths.append(data.size(1))
+            super().__init__(data, length)
+
+    monkeypatch.setattr(enas, "Chunks", Recording)
+    config = EnasConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, eval_batch_size=4, bptt=10),
+                        ControllerConfig(hidden_size=16, steps_per_epoch=2), derive_samples=5)
+    EnasPolicy(config).search(SearchTask(SPACE, tiny_corpus, 0))
+    assert widths == [8]

@@ -106,24 +106,32 @@ def test_repro_then_experiment_with_another_policy(repo):
     assert "final_ppl.png" in (repo / "plots_html" / "index.html").read_text()
 
 
-EXPERIMENTS = {  # policy -> (its rankings of all cells, the output rule its cell is trained with)
-    "enas": ({"shared_weights_valid_ppl", "controller_neg_log_prob"}, "loose_ends"),
-    "darts": ({"shared_weights_valid_ppl", "alpha_neg_log_prob"}, "mean"),
-    "nao": ({"shared_weights_valid_ppl", "predictor_neg_performance"}, "mean"),
-}
+EXPERIMENTS = [  # policy, its cell output rule, its rankings of all cells
+    ("enas", "loose_ends", {"shared_weights_valid_ppl", "controller_neg_log_prob"}),  # the original's rule
+    ("darts", "mean", {"shared_weights_valid_ppl", "alpha_neg_log_prob"}),
+    ("nao", "mean", {"shared_weights_valid_ppl", "predictor_neg_performance"}),
+]
 
 
 def test_experiments_with_the_search_policies(repo):
-    for policy, (rankings, cell_output) in EXPERIMENTS.items():
-        experiment = run(repo, "dvc", "exp", "run", "-S", f"policy={policy}").stdout
+    for policy, cell_output, rankings in EXPERIMENTS:
+        experiment = run(repo, "dvc", "exp", "run", "-S", f"policy={policy}", "-S",
+                         f"space.cell_output={cell_output}").stdout
         assert f"Running stage 'search@{policy}-1'" in experiment
+        # the baseline and the ground truth follow the rule: trained again under a new one only
+        assert ("Running stage 'ground_truth@0'" in experiment) == (policy == "enas")
         result = summary(repo)
         assert set(result["policies"]) == {policy, "random"}
+        assert result["experiment"]["cell_output"] == cell_output
         assert result["policies"][policy]["failed"]["count"] == 0
         assert set(result["weight_sharing"][f"{policy}/0"]) == rankings
+        for name in (policy, "random"):
+            run_folder = repo / "runs" / "policies" / name / "seed_0"
+            assert json.loads((run_folder / "top.json").read_text())["cell_output"] == cell_output
+            assert json.loads((run_folder / "train" / "metrics.json").read_text())["cell_output"] == cell_output
+        truth = json.loads((repo / "runs" / "ground_truth" / "seed_0" / "cells.json").read_text())
+        assert truth["cell_output"] == cell_output
         run_folder = repo / "runs" / "policies" / policy / "seed_0"
-        assert json.loads((run_folder / "top.json").read_text())["cell_output"] == cell_output
-        assert json.loads((run_folder / "train" / "metrics.json").read_text())["cell_output"] == cell_output
         trace = (run_folder / "search" / "trace.csv").read_text().splitlines()
         assert {"genotype", "score"} <= set(trace[0].split(",")) and len(trace) == 2  # header, 1 epoch or round
         plot = (repo / "metrics" / "plots" / "search_trace.csv").read_text().splitlines()
@@ -136,5 +144,5 @@ def test_experiments_with_the_search_policies(repo):
     assert compare.stdout.strip() == table.strip()
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()[2:]}
     assert set(rows) == {"darts", "enas", "nao", "random"}
-    assert all(" | random | " in rows[policy] for policy in EXPERIMENTS)  # each vs its baseline, with p-values
+    assert all(" | random | " in rows[policy] for policy, _, _ in EXPERIMENTS)  # each vs its baseline, with p-values
     assert (repo / "table.csv").read_text().startswith("policy,experiments,runs_ok,runs,test_ppl_mean")

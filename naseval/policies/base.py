@@ -42,7 +42,6 @@ class SearchResult:
     candidates: list[Candidate]  # best first
     trace: list[dict[str, Any]]  # one row per point of search time, same keys in every row
     rankings: dict[str, dict[int, float]] = field(default_factory=dict)  # name -> cell id -> score
-    cell_output: str = "mean"  # the output rule the cells were searched with; training must use it
     details: dict[str, Any] = field(default_factory=dict)  # policy-specific facts worth a record
     # rankings of every cell at points of search time: [{"epoch": e, "rankings": {name: scores}}]
     ranking_history: list[dict[str, Any]] = field(default_factory=list)

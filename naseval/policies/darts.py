@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from naseval.data import batchify
-from naseval.errors import TrainingDiverged
+from naseval.errors import NasevalError, TrainingDiverged
 from naseval.model import LanguageModel, MixedCell, ModelConfig
 from naseval.params import require
 from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, register
@@ -233,6 +233,9 @@ class DartsPolicy(SearchPolicy):
     def search(self, task: SearchTask) -> SearchResult:
         config, space, bptt = self.config, task.space, self.config.train.bptt
         relaxation = config.relaxation
+        if space.cell_output != "mean":
+            raise NasevalError(f"darts: space.cell_output {space.cell_output!r} is not possible: DARTS's relaxation "
+                               "averages every node, as its cells do (allowed: mean)")
         rng = seed_everything(task.seed)
         model, (train_data, valid_data, _) = build_model_and_data(
             task.corpus, space.nodes, config.model, config.train, cell_class=MixedCell, ops=space.ops,

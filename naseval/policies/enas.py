@@ -5,8 +5,8 @@ the controller states of the earlier nodes) and its op. Shared weights and contr
 turns: one epoch of the supernet on cells sampled from the controller, then REINFORCE steps
 with reward c / (validation perplexity of the sampled cell under the shared weights), an
 entropy bonus and a moving-average baseline. As in the original, node i owns one matrix per
-predecessor and the cell outputs the mean of its loose ends; the found cell is trained from
-scratch with the same output rule.
+predecessor. The original's cells output the mean of their loose ends: here the space's
+`cell_output` says which rule every stage uses (loose_ends is the original's).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from naseval.model import CELL_OUTPUTS, ModelConfig
+from naseval.data import batchify
+from naseval.model import ModelConfig
 from naseval.params import require
 from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, register
 from naseval.runtime import seed_everything
@@ -60,13 +61,11 @@ class EnasConfig:
     model: ModelConfig = field(default_factory=ModelConfig)  # the shared weights
     train: TrainConfig = field(default_factory=TrainConfig)  # their recipe
     controller: ControllerConfig = field(default_factory=ControllerConfig)
-    cell_output: str = "loose_ends"  # ENAS's rule; "mean" is DARTS's
     derive_samples: int = 100  # cells sampled from the final controller and scored
     score_all_up_to: int = 64  # spaces this small are also ranked whole
     ranking_every: int = 2  # epochs between rankings of the whole space during training; 0: none
 
     def __post_init__(self) -> None:
-        require(self.cell_output in CELL_OUTPUTS, "cell_output", self.cell_output, f"one of {CELL_OUTPUTS}")
         for key in ("derive_samples", "score_all_up_to"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         require(self.ranking_every >= 0, "ranking_every", self.ranking_every, "an integer >= 0")
@@ -181,10 +180,12 @@ class EnasPolicy(SearchPolicy):
         config, space, bptt = self.config, task.space, self.config.train.bptt
         rng = seed_everything(task.seed)
         model, (train_data, valid_data, _) = build_model_and_data(
-            task.corpus, space.nodes, config.model, config.train, output=config.cell_output, weights="per_edge")
+            task.corpus, space.nodes, config.model, config.train, output=space.cell_output, weights="per_edge")
         controller = Controller(space, config.controller).to(valid_data.device)
         reinforce = Reinforce(controller, config.controller)
-        reward_batches = Chunks(valid_data, bptt)
+        # Rewards read validation minibatches as wide as the training ones, as the original's
+        # (carpedm20 trainer.py batchifies them at batch_size, not at the evaluation's).
+        reward_batches = Chunks(batchify(task.corpus.splits["valid"], config.train.batch_size, valid_data.device), bptt)
 
         def reward_of(genotype: Genotype) -> float:
             model.eval()
@@ -247,4 +248,4 @@ class EnasPolicy(SearchPolicy):
             "most_sampled": [{"genotype": format_genotype(g), "count": n} for g, n in counts.most_common(5)],
         }
         return SearchResult(ranked_candidates(derived, scores, space), trace, rankings,
-                            cell_output=config.cell_output, details=details, ranking_history=history.snapshots)
+                            details=details, ranking_history=history.snapshots)

@@ -263,7 +263,7 @@ class NaoPolicy(SearchPolicy):
         config, space, bptt = self.config, task.space, self.config.train.bptt
         rng = seed_everything(task.seed)
         model, (train_data, valid_data, _) = build_model_and_data(
-            task.corpus, space.nodes, config.model, config.train, weights="per_choice")
+            task.corpus, space.nodes, config.model, config.train, weights="per_choice", output=space.cell_output)
         epd = EncoderPredictorDecoder(Tokens(space), config.epd)
         optimizer = torch.optim.Adam(epd.parameters(), lr=config.epd.lr, weight_decay=config.epd.weight_decay)
         clamps: dict[str, Any] = {}

@@ -44,7 +44,7 @@ class RandomWSPolicy(SearchPolicy):
         config, space = self.config, task.space
         rng = seed_everything(task.seed)
         model, (train_data, valid_data, _) = build_model_and_data(task.corpus, space.nodes, config.model,
-                                                                  config.train)
+                                                                  config.train, output=space.cell_output)
         probes = space.sample_distinct(config.validation_cells, rng)
 
         def validate() -> float:
