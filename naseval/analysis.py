@@ -25,6 +25,7 @@ from naseval.ranking import (
     top_k_overlap,
 )
 from naseval.reliability import cell_intervals, kendall_tau_interval, reliability, seed_matrix
+from naseval.runtime import check_seed
 from naseval.statistics import compare_samples, describe
 
 TRACE_COLUMNS = ["run", "epoch", "cell_id", "genotype", "score"]  # of a search trace's plot rows
@@ -43,6 +44,8 @@ class Experiment:
     def __post_init__(self) -> None:
         require(len(self.seeds) >= 1, "seeds", list(self.seeds), "a non-empty list of integers")
         require(len(set(self.seeds)) == len(self.seeds), "seeds", list(self.seeds), "distinct seeds")
+        for seed in self.seeds:
+            check_seed(seed, "seeds")
 
     @property
     def policies(self) -> list[str]:
@@ -176,13 +179,15 @@ def ranking_summary(rankings: list[Scores], truth: Scores | None) -> dict[str, A
     return summary
 
 
-def described(taus: list[float | None]) -> dict[str, float] | None:
-    """Mean, std, min and max of taus (higher is better, so no best/worst), or None where there is
-    nothing (one seed) or a tau is undefined."""
-    if not taus or None in taus:
+def described(taus: list[float | None]) -> dict[str, float | int] | None:
+    """Mean, std, min and max of the defined taus (higher is better, so no best/worst), and how
+    many were undefined (a constant ranking has no tau); None where no tau is defined."""
+    defined = [tau for tau in taus if tau is not None]
+    if not defined:
         return None
-    stats = describe(taus)
-    return {"mean": stats["mean"], "std": stats["std"], "min": stats["best"], "max": stats["worst"]}
+    stats = describe(defined)
+    return {"mean": stats["mean"], "std": stats["std"], "min": stats["best"], "max": stats["worst"],
+            "count": len(defined), "undefined": len(taus) - len(defined)}
 
 
 def run_summary(run: RunRecord, truth: Scores | None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from naseval.data import Corpus
 from naseval.errors import NasevalError, TrainingDiverged
 from naseval.model import ModelConfig
 from naseval.params import require
-from naseval.runtime import keep_freed_memory, read_json, write_json
+from naseval.runtime import check_seed, keep_freed_memory, read_json, write_json
 from naseval.space import Genotype, SearchSpace, format_genotype
 from naseval.train import TrainConfig, train_cell
 
@@ -45,6 +45,8 @@ class GroundTruthConfig:
 
     def __post_init__(self) -> None:
         require(len(self.seeds) >= 1, "seeds", list(self.seeds), "a non-empty list of integers")
+        for seed in self.seeds:
+            check_seed(seed, "seeds")
         require(self.max_cells >= 1, "max_cells", self.max_cells, "an integer >= 1")
         require(self.cells_per_batch >= 1, "cells_per_batch", self.cells_per_batch, "an integer >= 1")
         require(self.workers >= 1, "workers", self.workers, "an integer >= 1")

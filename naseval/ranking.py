@@ -8,6 +8,7 @@ measures nothing: it compares id orders, not the two scorings of each cell.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 from scipy import stats
@@ -34,7 +35,11 @@ def kendall_tau_p(a: Scores, b: Scores) -> float:
 
 
 def spearman_rho(a: Scores, b: Scores) -> float:
-    return float(stats.spearmanr(*matched(a, b)).statistic)
+    """NaN, without scipy's warning, when either ranking is constant: rho is undefined there, as tau."""
+    x, y = matched(a, b)
+    if len(set(x)) < 2 or len(set(y)) < 2:
+        return math.nan
+    return float(stats.spearmanr(x, y).statistic)
 
 
 def ranks(scores: Scores) -> dict[int, int]:

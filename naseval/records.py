@@ -80,6 +80,26 @@ def top_candidate(search_result: dict[str, Any]) -> dict[str, Any]:
             "search_score": best["score"], "cell_output": search_result["cell_output"]}
 
 
+TOP_FIELDS = {"ok": {"policy": str, "seed": int, "cell_id": int, "genotype": str, "cell_output": str},
+              "failed": {"policy": str, "seed": int, "reason": str}}
+
+
+def read_top(path: Path) -> dict[str, Any]:
+    """An extract stage's top.json, checked: a hand-edited or foreign file gets one line naming
+    what is wrong instead of a KeyError deep in a stage."""
+    top = read_json(path)
+    status = top.get("status") if isinstance(top, dict) else None
+    if status not in TOP_FIELDS:
+        raise NasevalError(f"{path}: status: expected one of {', '.join(TOP_FIELDS)}, got {status!r}; "
+                           f"run the extract stage again")
+    for key, kind in TOP_FIELDS[status].items():
+        value = top.get(key)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise NasevalError(f"{path}: {key}: expected {'an integer' if kind is int else 'a string'}, "
+                               f"got {value!r}; run the extract stage again")
+    return top
+
+
 def read_trace(search_folder: Path) -> list[dict[str, str]]:
     """The search's trace rows as text (a failed search has none)."""
     path = search_folder / SEARCH_TRACE
@@ -94,7 +114,7 @@ def read_run(policies_root: Path, policy: str, seed: int) -> RunRecord:
 
     folder = run_dir(policies_root, policy, seed)
     search = read_json(folder / "search" / SEARCH_RESULT)
-    top = read_json(folder / TOP)
+    top = read_top(folder / TOP)
     trained = read_json(folder / "train" / TRAIN_METRICS)
     return RunRecord(
         policy=policy, seed=seed, cell_id=top.get("cell_id"), genotype=top.get("genotype"),

@@ -55,10 +55,12 @@ def seed_matrix(per_seed: list[Scores]) -> tuple[list[int], np.ndarray]:
     return cells, np.array([[s[cell] for s in per_seed] for cell in cells], dtype=float)
 
 
-def percentile_interval(values: np.ndarray, confidence: float) -> list[float]:
+def percentile_interval(values: np.ndarray, confidence: float) -> list[float] | None:
+    """The central `confidence` interval of the finite values; None when none is (a constant
+    ranking has no tau in any resample)."""
     tail = (1 - confidence) / 2
     finite = values[np.isfinite(values)]
-    return [float(q) for q in np.quantile(finite, [tail, 1 - tail])]
+    return [float(q) for q in np.quantile(finite, [tail, 1 - tail])] if finite.size else None
 
 
 def seed_to_seed_tau(results: np.ndarray) -> float:

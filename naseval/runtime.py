@@ -35,6 +35,16 @@ DETERMINISTIC_ENV = "NASEVAL_DETERMINISTIC"
 RESUME = ".resume"  # inside a resumable scratch folder: checkpoints, removed when the stage succeeds
 
 
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding takes 0..2^32 - 1
+
+
+def check_seed(seed: int, key: str = "seed") -> int:
+    """`seed`, or the standard one-line error: numpy takes no negative or larger seed."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise NasevalError(f"{key}: expected an integer in 0..{MAX_SEED}, got {seed!r}")
+    return seed
+
+
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed python, numpy and torch from one integer; return a numpy generator for our own draws.
 
@@ -43,6 +53,7 @@ def seed_everything(seed: int) -> np.random.Generator:
     """
     import torch
 
+    check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

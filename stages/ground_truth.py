@@ -9,7 +9,16 @@ from naseval.ground_truth import GroundTruthConfig, ground_truth_record
 from naseval.model import ModelConfig
 from naseval.params import load, read_params
 from naseval.records import GROUND_TRUTH
-from naseval.runtime import ENVIRONMENT, RESUME, atomic_directory, environment, setup_logging, write_csv, write_json
+from naseval.runtime import (
+    ENVIRONMENT,
+    RESUME,
+    atomic_directory,
+    check_seed,
+    environment,
+    setup_logging,
+    write_csv,
+    write_json,
+)
 from naseval.space import SearchSpace
 from naseval.train import TrainConfig
 from stages.common import run_stage
@@ -22,6 +31,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="Reads `space`, `model`, `train`, `ground_truth`."),
 ) -> None:
     """Train every cell of the space from scratch with SEED (nothing for a non-enumerable space)."""
+    check_seed(seed)
     values = read_params(params)
     space = load(SearchSpace, values, "space")
     model_config, train_config = load(ModelConfig, values, "model"), load(TrainConfig, values, "train")

@@ -11,7 +11,16 @@ from naseval.errors import TrainingDiverged
 from naseval.params import load, read_params
 from naseval.policies import SearchTask, get_policy
 from naseval.records import SEARCH_RESULT, SEARCH_TRACE, failed_search_json, search_result_json
-from naseval.runtime import ENVIRONMENT, RESUME, atomic_directory, environment, setup_logging, write_csv, write_json
+from naseval.runtime import (
+    ENVIRONMENT,
+    RESUME,
+    atomic_directory,
+    check_seed,
+    environment,
+    setup_logging,
+    write_csv,
+    write_json,
+)
 from naseval.space import SearchSpace, format_genotype
 from stages.common import run_stage
 
@@ -24,6 +33,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="Reads `space` and `search.<policy>`."),
 ) -> None:
     """Search the space with POLICY and SEED."""
+    check_seed(seed)
     values = read_params(params)
     policy_cls = get_policy(policy)
     config = load(policy_cls.Config, values, f"search.{policy}")

@@ -11,13 +11,13 @@ from naseval.data import load_corpus
 from naseval.errors import TrainingDiverged
 from naseval.model import ModelConfig
 from naseval.params import load, read_params
-from naseval.records import TRAIN_METRICS
+from naseval.records import TRAIN_METRICS, read_top
 from naseval.runtime import (
     ENVIRONMENT,
     RESUME,
     atomic_directory,
+    check_seed,
     environment,
-    read_json,
     setup_logging,
     write_csv,
     write_json,
@@ -35,10 +35,11 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="Reads `space`, `model`, `train`."),
 ) -> None:
     """Train the cell in CELL from scratch with SEED."""
+    check_seed(seed)
     values = read_params(params)
     space = load(SearchSpace, values, "space")
     model_config, config = load(ModelConfig, values, "model"), load(TrainConfig, values, "train")
-    top = read_json(cell)
+    top = read_top(cell)
     genotype = parse_genotype(top["genotype"], space) if top["status"] == "ok" else None
     corpus = load_corpus(data)
     with atomic_directory(out, resumable=True) as folder:

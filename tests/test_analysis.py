@@ -112,7 +112,23 @@ def test_weight_sharing_top_k_overlap_and_instability_across_seeds():
     ranking = result.summary["policies"]["random_ws"]["weight_sharing"]["ws"]
     assert ranking["seed_to_seed_kendall_tau"]["mean"] == pytest.approx(4 / 6)
     assert ranking["kendall_tau"] == {"mean": pytest.approx((1 + 4 / 6) / 2), "std": pytest.approx(0.2357, abs=1e-4),
-                                      "min": pytest.approx(4 / 6), "max": pytest.approx(1.0)}
+                                      "min": pytest.approx(4 / 6), "max": pytest.approx(1.0), "count": 2,
+                                      "undefined": 0}
+
+
+def test_a_constant_ranking_leaves_the_other_seeds_taus_described():
+    """A supernet that scores every cell alike has no tau; the other seeds' taus still count."""
+    constant = {0: 5.0, 1: 5.0, 2: 5.0, 3: 5.0}
+    faithful = {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}
+    swapped = {0: 2.0, 1: 1.0, 2: 3.0, 3: 4.0}
+    runs = [run("random_ws", seed, seed, 60.0, {"ws": scores})
+            for seed, scores in enumerate([constant, faithful, swapped])]
+    result = analyze(runs, TRUTH, Experiment("random_ws", "random", (0, 1, 2)))
+    ranking = result.summary["policies"]["random_ws"]["weight_sharing"]["ws"]
+    assert ranking["kendall_tau"]["count"] == 2 and ranking["kendall_tau"]["undefined"] == 1
+    assert ranking["kendall_tau"]["mean"] == pytest.approx((1 + 4 / 6) / 2)
+    assert ranking["seed_to_seed_kendall_tau"]["count"] == 1  # of 3 pairs, only faithful vs swapped
+    assert ranking["seed_to_seed_kendall_tau"]["mean"] == pytest.approx(4 / 6)
 
 
 def loose_ends_run(policy, seed, cell_id, test_ppl):

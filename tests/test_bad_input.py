@@ -127,6 +127,21 @@ CASES = {  # name -> (break the workspace, the command, what the message says)
         "empty corpus in"),
     "missing prepared data": (
         lambda r, m: (r / "data" / "vocab.txt").unlink(), search, "prepared data not found in"),
+    "negative search seed": (
+        None, lambda r: [*search(r)[:4], "-1", *search(r)[5:]], "seed: expected an integer in 0..4294967295, got -1"),
+    "seed beyond numpy's range": (
+        None, lambda r: [*train(r)[:4], str(2**32), *train(r)[5:]], "seed: expected an integer in 0..4294967295"),
+    "negative ground-truth seed": (
+        lambda r, m: edit_params(r, lambda p: p["ground_truth"].update(seeds=[0, -2])), ground_truth,
+        "ground_truth.seeds: expected an integer in 0..4294967295, got -2"),
+    "negative search seeds": (
+        lambda r, m: edit_params(r, lambda p: p.update(seeds=[-1])), analyze,
+        "seeds: expected an integer in 0..4294967295, got -1"),
+    "malformed top.json": (
+        lambda r, m: (r / "top.json").write_text('{"genotype": 5}'), train,
+        "top.json: status: expected one of ok, failed, got None"),
+    "top.json with a genotype of the wrong type": (
+        lambda r, m: write_top(r, genotype=5), train, "top.json: genotype: expected a string, got 5"),
     "unknown cell output": (
         lambda r, m: edit_params(r, lambda p: p["space"].update(cell_output="sum")), search,
         "space.cell_output: expected one of mean, loose_ends, got 'sum'"),
