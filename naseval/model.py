@@ -28,8 +28,7 @@ ACTIVATIONS = {
     "sigmoid": torch.sigmoid,
     "identity": lambda x: x,
 }
-CELL_INIT_RANGE = 0.04  # DARTS rnn/model.py INITRANGE
-EMBEDDING_INIT_RANGE = 0.1  # AWD-LSTM / DARTS init_weights
+INIT_RANGE = 0.04  # DARTS's and NAO's rnn/model.py INITRANGE, of the cell's matrices and the embedding
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ class RecurrentCell(nn.Module):
         self.output, self.weights = output, weights
         counts = [matrices_per_node(weights, i) for i in range(nodes)]
         self.offsets = [sum(counts[:i]) for i in range(nodes)]  # node i's first matrix in Ws
-        r = CELL_INIT_RANGE
+        r = INIT_RANGE
         self.W0 = nn.Parameter(torch.empty(2 * hidden_size, 2 * hidden_size).uniform_(-r, r))
         self.Ws = nn.ParameterList(
             nn.Parameter(torch.empty(hidden_size, 2 * hidden_size).uniform_(-r, r)) for _ in range(sum(counts))
@@ -219,7 +218,7 @@ class LanguageModel(nn.Module):
         self.cell = cell_class(H, nodes, config.dropoutx, config.dropouth, **cell_options)
         self.decoder = nn.Linear(H, vocab_size)
         self.decoder.weight = self.encoder.weight  # tied (Press & Wolf; Inan et al.)
-        nn.init.uniform_(self.encoder.weight, -EMBEDDING_INIT_RANGE, EMBEDDING_INIT_RANGE)
+        nn.init.uniform_(self.encoder.weight, -INIT_RANGE, INIT_RANGE)
         nn.init.zeros_(self.decoder.bias)
 
     def init_hidden(self, batch_size: int) -> torch.Tensor:

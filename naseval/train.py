@@ -35,6 +35,7 @@ log = logging.getLogger("naseval")
 
 
 IMPLEMENTATIONS = ("fast", "reference")
+SEQUENCE_LENGTHS = ("jittered", "fixed")
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,11 @@ class TrainConfig:
     epochs: int = 3
     batch_size: int = 64
     eval_batch_size: int = 10
+    test_batch_size: int = 1  # DARTS rnn/train.py scores the test set one sequence at a time
     bptt: int = 35
+    # jittered: AWD-LSTM's, as DARTS rnn/train.py; fixed: bptt, or half of it one time in twenty,
+    # as the DARTS and NAO search scripts (see `sequence_length`)
+    sequence_length: str = "jittered"
     max_seq_len_delta: int = 20
     lr: float = 20.0
     weight_decay: float = 8e-7
@@ -62,7 +67,9 @@ class TrainConfig:
         require(self.implementation in IMPLEMENTATIONS, "implementation", self.implementation,
                 f"one of {', '.join(IMPLEMENTATIONS)}")
         require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
-        for key in ("epochs", "batch_size", "eval_batch_size", "bptt", "nonmono", "threads"):
+        require(self.sequence_length in SEQUENCE_LENGTHS, "sequence_length", self.sequence_length,
+                f"one of {', '.join(SEQUENCE_LENGTHS)}")
+        for key in ("epochs", "batch_size", "eval_batch_size", "test_batch_size", "bptt", "nonmono", "threads"):
             value = getattr(self, key)
             require(value >= 1, key, value, "an integer >= 1")
         require(self.max_seq_len_delta >= 0, "max_seq_len_delta", self.max_seq_len_delta, "an integer >= 0")
@@ -113,8 +120,11 @@ def averaged_weights(optimizer: torch.optim.Optimizer) -> Iterator[None]:
 
 
 def sequence_length(config: TrainConfig, rng: np.random.Generator) -> int:
-    """AWD-LSTM's jittered BPTT: mostly around `bptt`, 5% of the time around half of it."""
+    """The next minibatch's length: `bptt`, 5% of the time half of it; jittered, AWD-LSTM's draw
+    around that, N(length, 5) within [5, bptt + max_seq_len_delta]."""
     bptt = config.bptt if rng.random() < 0.95 else config.bptt / 2
+    if config.sequence_length == "fixed":
+        return int(bptt)
     return min(max(5, int(rng.normal(bptt, 5))), config.bptt + config.max_seq_len_delta)
 
 
@@ -282,7 +292,7 @@ def build_model_and_data(
     torch.set_num_threads(config.threads)
     model = LanguageModel(len(corpus.vocabulary), nodes, model_config, fused_loss=config.implementation == "fast",
                           precision=config.precision, **cell_options).to(device)
-    batch_sizes = (config.batch_size, config.eval_batch_size, config.eval_batch_size)
+    batch_sizes = (config.batch_size, config.eval_batch_size, config.test_batch_size)
     data = tuple(batchify(corpus.splits[s], b, device) for s, b in zip(SPLITS, batch_sizes, strict=True))
     return model, data
 

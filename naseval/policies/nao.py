@@ -72,7 +72,7 @@ class NaoConfig:
     top_cells: int = 100  # the pool's best, whose embeddings are moved
     new_cells: int = 300  # proposed per round; they replace the pool's worst
     random_cells: int = 50  # drawn at random per round; they replace the next worst
-    max_step_size: int = 100  # the step grows 1, 2, ... up to this until enough new cells decode
+    max_step_size: int = 30  # the step grows 1, 2, ... up to this until enough new cells decode (the original: 30)
     score_all_up_to: int = 64  # spaces this small are also ranked whole
     ranking_every: int = 1  # rounds between rankings of the whole space by the child model; 0: none
 
