@@ -47,7 +47,7 @@ POLICIES = {  # policy -> (config overrides, the field that counts its epochs or
     "enas": ({**SEARCH_TRAIN, "derive_samples": 10}, "train"),
     "darts": ({**SEARCH_TRAIN, "order": "first"}, "train"),
     "nao": ({**SEARCH_TRAIN, "train": replace(TRAIN, epochs=1), "rounds": 3, "seed_cells": 6, "top_cells": 2,
-             "new_cells": 3}, "rounds"),
+             "new_cells": 3, "random_cells": 1}, "rounds"),
 }
 
 

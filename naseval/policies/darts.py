@@ -7,10 +7,10 @@ SGD step of the weights (second order; the Hessian-vector product by finite diff
 the current weights (first order), then the weights take their SGD step on the training minibatch.
 
 Two relaxations (`relaxation`):
-* `per_edge`, the original (rnn/model_search.py): a softmax per edge over the ops and `none`,
-  which contributes nothing, so a node's edges compete only through their `none` weights; the
-  cell is derived with the original's genotype(): per node the edge whose best non-`none` op
-  weighs most, with that op.
+* `per_edge`, the original (rnn/model_search.py): a softmax per edge over the ops and `none`;
+  `none` contributes nothing, so the weight an edge puts on it is what the edge drops from the
+  node's sum. The cell is derived with the original's genotype(): per node the edge whose best
+  non-`none` op weighs most, with that op.
 * `per_node`: one softmax per node over all its (predecessor, op) pairs, without `none`: the
   weights of a node form one distribution over its choices, and a one-hot alpha is a discrete
   cell.
@@ -154,22 +154,23 @@ def architecture_gradient(model: LanguageModel, alphas: list[torch.Tensor], trai
     is the clipping coefficient of grad_w L_train, minus lr * c times the Hessian-vector product
     grad^2_{alpha,w} L_train . grad_{w'} L_valid (eq. 8, with the chain rule through the clipped
     step, as the original's architect.py; c is held constant, as clipping's norm is not
-    differentiated). The vector grad_{w'} L_valid is clipped too, as the original does.
+    differentiated). The original multiplies by its raw clip_coef, above 1 when the gradient is
+    below the clip, where the step is not scaled; here c = min(1, clip / |grad|) throughout. The
+    vector grad_{w'} L_valid is clipped too, as the original does.
     """
     params = {name: p.detach() for name, p in model.named_parameters()}
-    mix = lambda: mixing_weights(alphas, relaxation)  # noqa: E731
     if order == "first":
-        loss, hidden = lm_loss(model, params, mix(), valid_batch)
+        loss, hidden = lm_loss(model, params, mixing_weights(alphas, relaxation), valid_batch)
         return list(torch.autograd.grad(loss, alphas)), hidden.detach()
 
-    frozen = [w.detach() for w in mix()]
+    frozen = [w.detach() for w in mixing_weights(alphas, relaxation)]
     weights = {name: w.clone().requires_grad_() for name, w in params.items()}
     loss, _ = lm_loss(model, weights, frozen, train_batch)
     grads = torch.autograd.grad(loss, list(weights.values()))
     coefficient = clip_coefficient(grads, clip)
     unrolled = {name: (w - lr * (coefficient * g + weight_decay * w)).requires_grad_()
                 for (name, w), g in zip(params.items(), grads, strict=True)}
-    loss, hidden = lm_loss(model, unrolled, mix(), valid_batch)
+    loss, hidden = lm_loss(model, unrolled, mixing_weights(alphas, relaxation), valid_batch)
     grads = torch.autograd.grad(loss, [*alphas, *unrolled.values()])
     alpha_grads, valid_grads = grads[: len(alphas)], grads[len(alphas):]
     valid_grads = [g * clip_coefficient(valid_grads, clip) for g in valid_grads]
