@@ -1,5 +1,7 @@
 """The report states each finding with its number; the figures are drawn from the same analysis."""
 
+import dataclasses
+
 import pytest
 
 from naseval.analysis import AnalysisConfig, Experiment, GroundTruth, RunRecord, analyze
@@ -40,6 +42,13 @@ def test_report_states_the_comparison_with_its_numbers():
     assert ("**Verdict**, on the ground-truth mean validation perplexity because it averages 2 training seeds of "
             "each found cell") in text
     assert "No evidence that enas beats random (α = 0.05)." in text
+    assert "Every cell outputs the mean of its nodes (`space.cell_output: mean`" in text
+
+
+def test_the_report_names_the_experiments_cell_output_rule():
+    records = [dataclasses.replace(record, cell_output="loose_ends") for record in runs()]
+    truth = dataclasses.replace(CONSISTENT, cell_output="loose_ends")
+    assert "Every cell outputs the mean of its loose ends (`space.cell_output: loose_ends`" in report(truth, records)
 
 
 def test_without_ground_truth_the_verdict_rests_on_the_retrains():
