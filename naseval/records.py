@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +15,7 @@ from naseval.space import SearchSpace, format_genotype
 
 if TYPE_CHECKING:  # imported where used: extract reads records and must not wait for torch and scipy
     from naseval.analysis import GroundTruth, RunRecord
+    from naseval.oracle import OracleTable
     from naseval.policies import SearchResult
 
 SEARCH_RESULT = "result.json"
@@ -19,6 +23,7 @@ SEARCH_TRACE = "trace.csv"
 TOP = "top.json"
 TRAIN_METRICS = "metrics.json"
 GROUND_TRUTH = "cells.json"
+ORACLE = "oracle.json"
 
 
 def run_dir(root: Path, policy: str, seed: int) -> Path:
@@ -40,6 +45,12 @@ def _search_header(space: SearchSpace, policy: str, seed: int, seconds: float) -
     }
 
 
+def config_digest(config: Any) -> str:
+    """A short digest of a params section (a dataclass): equal settings, equal digest."""
+    text = json.dumps(dataclasses.asdict(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def failed_search_json(space: SearchSpace, policy: str, seed: int, seconds: float, reason: str) -> dict[str, Any]:
     """A search that diverged: kept as a record so the analysis counts it instead of losing it."""
     return {**_search_header(space, policy, seed, seconds), "status": "failed", "reason": reason,
@@ -55,10 +66,14 @@ def _rankings_from_json(rankings: dict[str, dict[str, float]]) -> dict[str, dict
 
 
 def search_result_json(result: SearchResult, space: SearchSpace, policy: str, seed: int,
-                       seconds: float) -> dict[str, Any]:
+                       seconds: float, config: Any = None) -> dict[str, Any]:
+    """`config`: the policy's params section (a dataclass), kept so results of other settings
+    are told apart (naseval compare)."""
     return {
         **_search_header(space, policy, seed, seconds),
+        "config_digest": config_digest(config) if config is not None else None,
         "status": "ok",
+        "evaluator": result.evaluator,
         "details": result.details,
         "candidates": [
             {"cell_id": space.to_id(c.genotype), "genotype": format_genotype(c.genotype), "score": c.score}
@@ -150,3 +165,21 @@ def read_ground_truth(root: Path, seeds: list[int]) -> GroundTruth | None:
         raise NasevalError(f"{root}: ground-truth seeds trained with different cell outputs "
                            f"({', '.join(sorted(rules))})")
     return GroundTruth(valid_ppl, genotypes, failed, cell_output=rules.pop()) if valid_ppl else None
+
+
+def oracle_json(space: SearchSpace, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The oracle stage's table: each held-out seed's finished cells (an empty list of seeds is a table too)."""
+    return {"space_size": space.size, "cell_output": space.cell_output,
+            "seeds": {str(r["seed"]): {str(c["cell_id"]): c["valid_ppl"] for c in r["cells"] if c["status"] == "ok"}
+                      for r in records if r["enumerable"]}}
+
+
+def read_oracle(root: Path) -> OracleTable:
+    from naseval.oracle import OracleTable
+
+    path = root / ORACLE
+    if not path.is_file():
+        raise NasevalError(f"{path} not found: run the oracle stage (dvc repro oracle)")
+    table = read_json(path)
+    return OracleTable({int(seed): {int(cell): ppl for cell, ppl in cells.items()}
+                        for seed, cells in table["seeds"].items()}, table["cell_output"], table["space_size"])

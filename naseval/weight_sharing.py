@@ -62,7 +62,9 @@ class RankingHistory:
     def __call__(self, point: int, epoch: int | None = None) -> dict[str, Any]:
         """Record at `point` (an epoch, or NAO's round) if it is due; `epoch` labels it."""
         if self.every and point % self.every == 0:
-            self.snapshots.append({"epoch": point if epoch is None else epoch, "rankings": self.rank_all()})
+            rankings = self.rank_all()
+            if rankings:  # an oracle search has no supernet to rank with
+                self.snapshots.append({"epoch": point if epoch is None else epoch, "rankings": rankings})
         return {}
 
     def state_dict(self) -> dict[str, Any]:

@@ -2,13 +2,13 @@
 
 import typer
 
-from stages import analyze, compare, extract, ground_truth, prepare, search, train
+from stages import analyze, compare, extract, ground_truth, oracle, prepare, search, train
 from stages.common import guarded
 
 app = typer.Typer(help="Evaluate the search phase of NAS (Yu et al., ICLR 2020) as a DVC pipeline.",
                   no_args_is_help=True, add_completion=False)
 for name, module in [("prepare", prepare), ("search", search), ("extract", extract),
-                     ("train", train), ("ground-truth", ground_truth), ("analyze", analyze),
+                     ("train", train), ("ground-truth", ground_truth), ("oracle", oracle), ("analyze", analyze),
                      ("compare", compare)]:
     app.command(name)(guarded(module.main))
 

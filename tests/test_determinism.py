@@ -12,6 +12,9 @@ from conftest import tiny_stage_inputs
 from typer.testing import CliRunner
 
 from naseval.policies import policy_names
+from naseval.records import ORACLE, oracle_json
+from naseval.runtime import write_json
+from naseval.space import SearchSpace
 from stages.cli import app
 
 runner = CliRunner()
@@ -23,7 +26,8 @@ TIMINGS = {"seconds"}
 def chain(root, policy, name):
     run, common = root / name, ["--params", str(root / "params.yaml")]
     for step in (
-        ["search", "--policy", policy, "--seed", "7", "--data", str(root / "data"), "--out", str(run / "search")],
+        ["search", "--policy", policy, "--seed", "7", "--data", str(root / "data"), "--oracle", str(root / "oracle"),
+         "--out", str(run / "search")],
         ["extract", "--search", str(run / "search"), "--out", str(run / "top.json")],
         ["train", "--cell", str(run / "top.json"), "--seed", "7", "--data", str(root / "data"),
          "--out", str(run / "train")],
@@ -49,6 +53,9 @@ def test_same_seed_gives_byte_identical_outputs(policy, tmp_path, tiny_corpus):
     params["search"]["nao"] |= {"epd": {"epochs": 20}, "rounds": 2}
     params["search"]["enas"]["controller"]["steps_per_epoch"] = 5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_json(tmp_path / "oracle" / ORACLE, oracle_json(SearchSpace(2), [  # for the policies without weight sharing
+        {"seed": seed, "enumerable": True, "cells": [{"cell_id": c, "status": "ok", "valid_ppl": 100.0 + c + seed}
+                                                     for c in range(32)]} for seed in (3, 4)]))
     first, second = chain(tmp_path, policy, "first"), chain(tmp_path, policy, "second")
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file() and p.suffix in (".json", ".csv"))
     assert {"search/result.json", "top.json", "train/metrics.json"} <= {str(f) for f in files}

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from naseval.model import ModelConfig
+from naseval.oracle import OracleTable
 from naseval.policies import enas
 from naseval.policies.base import SearchTask
 from naseval.policies.enas import Controller, ControllerConfig, EnasConfig, EnasPolicy, Reinforce
@@ -137,3 +138,28 @@ def test_rewards_read_validation_batches_as_wide_as_the_training_ones(tiny_corpu
                         ControllerConfig(hidden_size=16, steps_per_epoch=2), derive_samples=5)
     EnasPolicy(config).search(SearchTask(SPACE, tiny_corpus, 0))
     assert widths == [8]
+
+
+def test_without_weight_sharing_the_controller_concentrates_on_the_best_cell_of_a_table():
+    best = 21
+    table = OracleTable({seed: {c: 40.0 if c == best else 160.0 for c in range(32)} for seed in (3, 4)}, "mean", 32)
+    config = EnasConfig(train=TrainConfig(epochs=4, threads=1),
+                        controller=ControllerConfig(hidden_size=16, lr=0.02, steps_per_epoch=50),
+                        derive_samples=20, evaluator="oracle", budget=32)
+    for seed in range(3):
+        result = EnasPolicy(config).search(SearchTask(SPACE, None, seed, oracle=table))
+        assert SPACE.to_id(result.candidates[0].genotype) == best
+        assert result.details["controller_mode"] == format_genotype(SPACE.from_id(best))
+        assert result.details["controller_mode_probability"] > 0.8
+        assert result.trace[0]["mode_probability"] < 0.5  # it learned that, it did not start there
+
+
+def test_without_weight_sharing_the_search_ends_in_the_epoch_the_budget_runs_out():
+    table = OracleTable({3: {c: 100.0 + c for c in range(32)}}, "mean", 32)
+    config = EnasConfig(train=TrainConfig(epochs=10, threads=1), controller=ControllerConfig(hidden_size=16,
+                        steps_per_epoch=5), derive_samples=10, evaluator="oracle", budget=6)
+    result = EnasPolicy(config).search(SearchTask(SPACE, None, 0, oracle=table))
+    last = result.trace[-1]
+    assert result.evaluator["stopped"] == f"enas: the budget of 6 cells was spent in epoch {last['epoch']}"
+    assert last["controller_steps"] < 5 and len(result.trace) < 10
+    assert result.evaluator["cells_trained"] == 6 and len(result.candidates) <= 6

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from naseval.model import ModelConfig
+from naseval.oracle import OracleTable
 from naseval.policies.base import SearchTask
 from naseval.policies.nao import (
     EncoderPredictorDecoder,
@@ -126,3 +127,19 @@ def test_pool_sizes_are_clamped_to_the_space_with_a_record(tiny_corpus):
     result = NaoPolicy(small_config(rounds=2, seed_cells=1000)).search(SearchTask(SearchSpace(1), tiny_corpus, 0))
     assert result.details["clamped"] == {"seed_cells": {"asked": 1000, "used": 4}}
     assert len(result.trace) == 1 and len(result.candidates) == 4
+
+
+def test_without_weight_sharing_the_pool_is_scored_by_the_oracle_until_the_budget_is_spent():
+    def truth(cell):  # scrambled, so that the best cells are not neighbours by id
+        return 100.0 + 7 * cell % 32
+
+    table = OracleTable({seed: {c: truth(c) + 0.5 * (seed - 3) for c in range(32)} for seed in (3, 4)}, "mean", 32)
+    config = small_config(rounds=4, seed_cells=8, top_cells=4, new_cells=4, random_cells=1, evaluator="oracle",
+                          budget=14)
+    result = NaoPolicy(config).search(SearchTask(SearchSpace(2), None, 2, oracle=table))
+    assert result.evaluator["cells_trained"] == 14 and result.trace[0]["pool"] == 8
+    assert [row["new_cells"] + row["random_cells"] for row in result.trace] == [3, 3, 0]  # 8 + 3 + 3 = 14
+    assert result.details["stopped"] == "the oracle's budget of 14 cells was spent after round 3"
+    space = SearchSpace(2)
+    assert all(c.score - truth(space.to_id(c.genotype)) in (0.0, 0.5) for c in result.candidates)
+    assert set(result.rankings) == {"predictor_neg_performance"} and result.ranking_history == []

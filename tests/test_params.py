@@ -40,7 +40,7 @@ def test_nested_sections_are_checked():
 def test_empty_seeds_and_unknown_policy():
     with pytest.raises(NasevalError, match=r"seeds: expected a non-empty list of integers, got \[\]"):
         build(Experiment, {"policy": "random", "seeds": []}, "")
-    with pytest.raises(NasevalError, match=r"unknown policy 'enas2' \(known: .*random, random_ws"):
+    with pytest.raises(NasevalError, match=r"unknown policy 'enas2' \(known: .*random, random_search, random_ws"):
         get_policy("enas2")
 
 

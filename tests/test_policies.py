@@ -1,30 +1,53 @@
-"""The contract every registered policy honours, checked on a toy space and corpus."""
+"""The contract every registered policy honours under each evaluator, checked on a toy space and corpus."""
 
 import math
 
 import numpy as np
 import pytest
 
+import naseval.evaluators
+from naseval.errors import NasevalError
+from naseval.evaluators import EVALUATORS, SHARED_WEIGHTS_RANKING
 from naseval.model import ModelConfig
+from naseval.oracle import OracleTable
+from naseval.params import build
 from naseval.policies import SearchTask, get_policy, policy_names
 from naseval.policies.random_ws import RandomWSConfig
 from naseval.space import SearchSpace
 from naseval.train import TrainConfig
 
 TOY_MODEL = ModelConfig(hidden_size=8)
+# held-out seeds that tell apart who answered: seed 3 scores cell c at 100 + c, seed 4 at 200 + c
+TOY_ORACLE = OracleTable({3: {c: 100.0 + c for c in range(32)}, 4: {c: 200.0 + c for c in range(32)}}, "mean", 32)
 
 
-def toy_task(corpus, seed=0, nodes=2):
-    return SearchTask(SearchSpace(nodes), corpus, seed)
+def toy_task(corpus, seed=0, nodes=2, oracle=TOY_ORACLE):
+    return SearchTask(SearchSpace(nodes), corpus, seed, oracle=oracle)
 
 
+def configured(policy_cls, evaluator):
+    """The policy's default Config with `evaluator`; a policy that scores nothing takes none."""
+    return build(policy_cls.Config, {"evaluator": evaluator} if policy_cls.evaluators else {}, "search")
+
+
+@pytest.mark.parametrize("evaluator", EVALUATORS)
 @pytest.mark.parametrize("name", policy_names())
-def test_policy_contract(name, tiny_corpus):
+def test_policy_contract(name, evaluator, tiny_corpus, monkeypatch):
     policy_cls = get_policy(name)
     assert policy_cls.name == name
     assert policy_cls.__module__ == f"naseval.policies.{name}"  # dvc.yaml depends on that file
-    task = toy_task(tiny_corpus)
-    result = policy_cls(policy_cls.Config()).search(task)
+    if evaluator not in policy_cls.evaluators:  # refused in one line naming the key and what is allowed
+        with pytest.raises(NasevalError, match=r"evaluator"):
+            build(policy_cls.Config, {"evaluator": evaluator}, f"search.{name}")
+        if policy_cls.evaluators:
+            return
+    if evaluator == "oracle" and policy_cls.evaluators:
+        def no_supernet(*args, **kwargs):
+            raise AssertionError("a search without weight sharing built a supernet")
+        monkeypatch.setattr(naseval.evaluators, "build_model_and_data", no_supernet)
+    # under shared weights the oracle's table must not be needed
+    task = toy_task(tiny_corpus, oracle=TOY_ORACLE if evaluator == "oracle" else None)
+    result = policy_cls(configured(policy_cls, evaluator)).search(task)
 
     assert result.candidates
     for candidate in result.candidates:
@@ -38,8 +61,20 @@ def test_policy_contract(name, tiny_corpus):
         assert set(scores_by_cell) <= set(range(task.space.size))
         assert all(math.isfinite(s) for s in scores_by_cell.values())
 
-    again = policy_cls(policy_cls.Config()).search(task)
+    again = policy_cls(configured(policy_cls, evaluator)).search(task)
     assert again.candidates == result.candidates and again.rankings == result.rankings
+
+    if not policy_cls.evaluators:
+        assert result.evaluator is None
+    elif evaluator == "oracle":
+        facts = result.evaluator
+        assert facts["name"] == "oracle" and facts["seeds"] == [3, 4]
+        assert 1 <= facts["cells_trained"] <= facts["budget"] and facts["queries"] >= facts["cells_trained"]
+        for candidate in result.candidates:  # each score is one held-out seed's result for that cell
+            assert candidate.score - task.space.to_id(candidate.genotype) in (100.0, 200.0)
+        assert SHARED_WEIGHTS_RANKING not in result.rankings
+    else:
+        assert result.evaluator == {"name": "shared_weights"}
 
 
 def test_random_is_uniform_across_seeds(tiny_corpus):

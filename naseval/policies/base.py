@@ -1,8 +1,10 @@
 """The search-policy interface and its registry.
 
-A policy gets a search task (space, data, seed) and returns ranked candidate
-cells with their search-time scores, a trace over search time and, where it can score every
-cell of the space, named rankings of all cells for comparison with the ground truth.
+A policy gets a search task (space, data, seed, and the oracle's table where one was trained)
+and returns ranked candidate cells with their search-time scores, a trace over search time and,
+where it can score every cell of the space, named rankings of all cells for comparison with the
+ground truth. A policy that scores cells does it through an evaluator (naseval/evaluators.py),
+and lists in `evaluators` the ones it has a meaning with.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any, ClassVar
 from naseval.checkpoint import Checkpoint, Stateful
 from naseval.data import Corpus
 from naseval.errors import NasevalError
-from naseval.space import Genotype, SearchSpace
+from naseval.oracle import OracleTable
+from naseval.params import require
+from naseval.space import Genotype, SearchSpace, format_genotype
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class SearchTask:
     corpus: Corpus
     seed: int
     checkpoint: Checkpoint | None = None  # where a policy that trains saves its state, to resume
+    oracle: OracleTable | None = None  # the held-out seeds' results, for the oracle evaluator
 
     def tracking(self, **stateful: Stateful) -> Checkpoint | None:
         """The task's checkpoint, also saving the policy's own stateful objects; None without one."""
@@ -45,6 +50,19 @@ class SearchResult:
     details: dict[str, Any] = field(default_factory=dict)  # policy-specific facts worth a record
     # rankings of every cell at points of search time: [{"epoch": e, "rankings": {name: scores}}]
     ranking_history: list[dict[str, Any]] = field(default_factory=list)
+    evaluator: dict[str, Any] | None = None  # the evaluator's facts (Evaluator.facts); None: scored nothing
+
+
+def best_so_far_trace(cells: list[Genotype], scores: dict[int, float], space: SearchSpace) -> list[dict[str, Any]]:
+    """One row per scored cell, in the order scored, with the best cell up to it."""
+    rows, best = [], None
+    for step, cell in enumerate(cells, 1):
+        score = scores[space.to_id(cell)]
+        if best is None or score < best[1]:
+            best = cell, score
+        rows.append({"step": step, "cell_id": space.to_id(cell), "genotype": format_genotype(cell), "score": score,
+                     "best_cell_id": space.to_id(best[0]), "best_score": best[1]})
+    return rows
 
 
 class SearchPolicy(ABC):
@@ -56,6 +74,7 @@ class SearchPolicy(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    evaluators: ClassVar[tuple[str, ...]] = ()  # those its Config's `evaluator` accepts; none: it scores nothing
 
     def __init__(self, config: Any):
         self.config = config
@@ -63,6 +82,11 @@ class SearchPolicy(ABC):
     @abstractmethod
     def search(self, task: SearchTask) -> SearchResult:
         """Run the search with `task.seed` driving every random draw."""
+
+
+def check_evaluator(value: str, allowed: tuple[str, ...], why_not: str = "") -> None:
+    """For a Config's __post_init__: `evaluator` must be one the policy has a meaning with."""
+    require(value in allowed, "evaluator", value, f"{' or '.join(allowed)}{why_not}")
 
 
 _REGISTRY: dict[str, type[SearchPolicy]] = {}

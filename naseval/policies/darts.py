@@ -33,7 +33,7 @@ from naseval.data import batchify
 from naseval.errors import NasevalError, TrainingDiverged
 from naseval.model import LanguageModel, MixedCell, ModelConfig
 from naseval.params import require
-from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, register
+from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, check_evaluator, register
 from naseval.runtime import seed_everything
 from naseval.space import Genotype, SearchSpace, format_genotype
 from naseval.train import Step, TrainConfig, build_model_and_data, evaluate, fit, perplexity
@@ -58,8 +58,12 @@ class DartsConfig:
     hessian_epsilon: float = 1e-2  # finite-difference step, divided by the gradient's norm
     score_all_up_to: int = 64  # spaces this small are ranked whole
     ranking_every: int = 2  # epochs between rankings of the whole space during training; 0: none
+    evaluator: str = "shared_weights"  # the only one: see DartsPolicy.evaluators
 
     def __post_init__(self) -> None:
+        check_evaluator(self.evaluator, DartsPolicy.evaluators,
+                        " (darts has no meaning without weight sharing: its architecture weights learn by "
+                        "gradient through the supernet's)")
         require(self.order in ORDERS, "order", self.order, f"one of {', '.join(ORDERS)}")
         require(self.relaxation in RELAXATIONS, "relaxation", self.relaxation, f"one of {', '.join(RELAXATIONS)}")
         for key in ("arch_lr", "init_scale", "hessian_epsilon"):
@@ -230,6 +234,7 @@ class Architect:
 class DartsPolicy(SearchPolicy):
     name = "darts"
     Config = DartsConfig
+    evaluators = ("shared_weights",)
 
     def search(self, task: SearchTask) -> SearchResult:
         config, space, bptt = self.config, task.space, self.config.train.bptt
@@ -285,4 +290,5 @@ class DartsPolicy(SearchPolicy):
             "alphas": [a.detach().cpu().tolist() for a in architect.alphas],  # per_edge: column 0 is `none`
         }
         return SearchResult(ranked_candidates(cells, alpha_scores, space), fitted.history, rankings,
-                            details=details, ranking_history=history.snapshots)
+                            details=details, ranking_history=history.snapshots,
+                            evaluator={"name": "shared_weights"})

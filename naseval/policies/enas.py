@@ -7,13 +7,17 @@ with reward c / (validation perplexity of the sampled cell under the shared weig
 entropy bonus and a moving-average baseline. As in the original, node i owns one matrix per
 predecessor. The original's cells output the mean of their loose ends: here the space's
 `cell_output` says which rule every stage uses (loose_ends is the original's).
+
+Without weight sharing (`evaluator: oracle`) the reward is c / the cell's perplexity trained
+from scratch, and the search ends when the controller's steps are done or the oracle's budget
+of cells is spent.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,14 +26,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from naseval.data import batchify
+from naseval.evaluators import EVALUATORS, SHARED_WEIGHTS_RANKING, make_evaluator
 from naseval.model import ModelConfig
+from naseval.oracle import BudgetSpent
 from naseval.params import require
-from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, register
+from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, check_evaluator, register
 from naseval.runtime import seed_everything
 from naseval.space import Genotype, SearchSpace, format_genotype
-from naseval.train import TrainConfig, build_model_and_data, evaluate, fit, perplexity
-from naseval.weight_sharing import Chunks, RankingHistory, ranked_candidates, score_cells
+from naseval.train import TrainConfig
+from naseval.weight_sharing import RankingHistory, ranked_candidates
 
 CONTROLLER_INIT_RANGE = 0.1  # ENAS initializes every controller weight uniformly in +-0.1
 
@@ -59,14 +64,17 @@ class EnasConfig:
     """params.yaml `search.enas`."""
 
     model: ModelConfig = field(default_factory=ModelConfig)  # the shared weights
-    train: TrainConfig = field(default_factory=TrainConfig)  # their recipe
+    train: TrainConfig = field(default_factory=TrainConfig)  # their recipe; its epochs count the oracle's too
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     derive_samples: int = 100  # cells sampled from the final controller and scored
     score_all_up_to: int = 64  # spaces this small are also ranked whole
     ranking_every: int = 2  # epochs between rankings of the whole space during training; 0: none
+    evaluator: str = "shared_weights"  # or oracle: rewards from cells trained from scratch
+    budget: int = 16  # cells the oracle may train (unused under shared weights)
 
     def __post_init__(self) -> None:
-        for key in ("derive_samples", "score_all_up_to"):
+        check_evaluator(self.evaluator, EVALUATORS)
+        for key in ("derive_samples", "score_all_up_to", "budget"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         require(self.ranking_every >= 0, "ranking_every", self.ranking_every, "an integer >= 0")
 
@@ -175,24 +183,18 @@ def cell_probability(controller: Controller, genotype: Genotype) -> float:
 class EnasPolicy(SearchPolicy):
     name = "enas"
     Config = EnasConfig
+    evaluators = EVALUATORS
 
     def search(self, task: SearchTask) -> SearchResult:
-        config, space, bptt = self.config, task.space, self.config.train.bptt
+        config, space = self.config, task.space
         rng = seed_everything(task.seed)
-        model, (train_data, valid_data, _) = build_model_and_data(
-            task.corpus, space.nodes, config.model, config.train, output=space.cell_output, weights="per_edge")
-        controller = Controller(space, config.controller).to(valid_data.device)
+        evaluator = make_evaluator(config.evaluator, space, task.corpus, config.model, config.train, rng,
+                                   task.oracle, config.budget, weights="per_edge")
+        controller = Controller(space, config.controller).to(evaluator.device)
         reinforce = Reinforce(controller, config.controller)
-        # Rewards read validation minibatches as wide as the training ones, as the original's
-        # (carpedm20 trainer.py batchifies them at batch_size, not at the evaluation's).
-        reward_batches = Chunks(batchify(task.corpus.splits["valid"], config.train.batch_size, valid_data.device), bptt)
 
         def reward_of(genotype: Genotype) -> float:
-            model.eval()
-            x, y = reward_batches.next()
-            with torch.no_grad():
-                loss = model.loss(x, y, model.init_hidden(x.size(1)), genotype)[0].item()
-            return config.controller.reward_c / perplexity(loss)
+            return config.controller.reward_c / evaluator.quick_score(genotype)
 
         def sample_cell(step) -> Genotype:
             with torch.no_grad():
@@ -202,43 +204,44 @@ class EnasPolicy(SearchPolicy):
             with torch.no_grad():
                 return controller.mode().genotype
 
-        def controller_ranking(cells: Iterable[Genotype]) -> dict[int, float]:
+        def controller_ranking() -> dict[int, float]:
             with torch.no_grad():
-                return {space.to_id(g): -controller.score(g).log_prob.item() for g in cells}
+                return {space.to_id(g): -controller.score(g).log_prob.item() for g in space.enumerate()}
 
         enumerable = space.size <= config.score_all_up_to
         history = RankingHistory(config.ranking_every if enumerable else 0, lambda: {
-            "shared_weights_valid_ppl": score_cells(model, valid_data, space.enumerate(), space, bptt),
-            "controller_neg_log_prob": controller_ranking(space.enumerate())})
+            **evaluator.rank_all(), "controller_neg_log_prob": controller_ranking()})
 
         def train_controller(epoch: int) -> dict:
-            stats = [reinforce.step(rng, reward_of) for _ in range(config.controller.steps_per_epoch)]
+            stats = []
+            for _ in range(config.controller.steps_per_epoch):
+                try:
+                    stats.append(reinforce.step(rng, reward_of))
+                except BudgetSpent:  # the oracle refused a new cell: the search ends with this epoch
+                    break
             history(epoch)
             best = mode()
             return {
                 "cell_id": space.to_id(best), "genotype": format_genotype(best),
-                "mode_probability": cell_probability(controller, best),
-                "mean_reward": float(np.mean([s["reward"] for s in stats])),
-                "controller_entropy": float(np.mean([s["entropy"] for s in stats])),
+                "mode_probability": cell_probability(controller, best), "controller_steps": len(stats),
+                "mean_reward": float(np.mean([s["reward"] for s in stats])) if stats else None,
+                "controller_entropy": float(np.mean([s["entropy"] for s in stats])) if stats else None,
             }
 
         # Validation scores the greedy cell after the epoch's controller phase: the run's pick.
-        fitted = fit(model, train_data, config.train, rng, sample_cell,
-                     lambda: evaluate(model, valid_data, mode(), bptt), "enas", after_epoch=train_controller,
-                     checkpoint=task.tracking(controller=controller, reinforce=reinforce,
-                                              reward_batches=reward_batches, history=history))
-        trace = [{**row, "score": row["valid_ppl"]} for row in fitted.history]
+        rows = evaluator.train(sample_cell, lambda: [mode()], "enas", after_epoch=train_controller,
+                               checkpoint=task.tracking(controller=controller, reinforce=reinforce, history=history,
+                                                        **evaluator.stateful()))
+        trace = [{**row, "score": row["valid_ppl"]} for row in rows]
 
         with torch.no_grad():
             sampled = [controller.sample(rng).genotype for _ in range(config.derive_samples)]
         counts = Counter(sampled)
         derived = list(counts)  # distinct, in order of first draw
-        scored = list(space.enumerate()) if enumerable else derived
-        scores = score_cells(model, valid_data, scored, space, bptt)
-        rankings = {}
-        if enumerable:
-            rankings["shared_weights_valid_ppl"] = scores
-            rankings["controller_neg_log_prob"] = controller_ranking(scored)
+        rankings = {**evaluator.rank_all(), "controller_neg_log_prob": controller_ranking()} if enumerable else {}
+        # Under a spent budget none of the samples may be trained: then the pick is among the cells it trained.
+        picks = evaluator.affordable(derived) or evaluator.affordable(list(space.enumerate()))
+        scores = rankings.get(SHARED_WEIGHTS_RANKING) or evaluator.score(picks)
         best = mode()
         details = {
             "controller_mode": format_genotype(best),
@@ -247,5 +250,5 @@ class EnasPolicy(SearchPolicy):
             "distinct_sampled": len(counts),
             "most_sampled": [{"genotype": format_genotype(g), "count": n} for g, n in counts.most_common(5)],
         }
-        return SearchResult(ranked_candidates(derived, scores, space), trace, rankings,
-                            details=details, ranking_history=history.snapshots)
+        return SearchResult(ranked_candidates(picks, scores, space), trace, rankings, details=details,
+                            ranking_history=history.snapshots, evaluator=evaluator.facts())

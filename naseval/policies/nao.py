@@ -13,6 +13,9 @@ at random.
 The original's pool holds 1,000 cells, of which it replaces 300 new and 50 random ones a round;
 a small space cannot hold that many, so the counts are clamped to the space (and recorded in
 the result's details), and the loop stops early when no new cell can be found.
+
+Without weight sharing (`evaluator: oracle`) the pool is scored by the cells' results trained
+from scratch; the rounds stop when the oracle's budget of cells is spent.
 """
 
 from __future__ import annotations
@@ -26,13 +29,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from naseval.checkpoint import random_states, restore_random_states
+from naseval.evaluators import EVALUATORS, make_evaluator
 from naseval.model import ModelConfig
 from naseval.params import require
-from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, register
+from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, check_evaluator, register
 from naseval.runtime import seed_everything
 from naseval.space import Genotype, SearchSpace, format_genotype
-from naseval.train import TrainConfig, build_model_and_data, evaluate, fit
-from naseval.weight_sharing import RankingHistory, ranked_candidates, score_cells
+from naseval.train import TrainConfig
+from naseval.weight_sharing import RankingHistory, ranked_candidates
 
 START = 0  # the decoder's first input token
 VALIDATION_CELLS = 4  # pool cells whose mean validation loss tracks the child model
@@ -75,9 +79,12 @@ class NaoConfig:
     max_step_size: int = 30  # the step grows 1, 2, ... up to this until enough new cells decode (the original: 30)
     score_all_up_to: int = 64  # spaces this small are also ranked whole
     ranking_every: int = 1  # rounds between rankings of the whole space by the child model; 0: none
+    evaluator: str = "shared_weights"  # or oracle: the pool scored by its cells trained from scratch
+    budget: int = 16  # cells the oracle may train, the first pool clamped to it (unused under shared weights)
 
     def __post_init__(self) -> None:
-        for key in ("rounds", "seed_cells", "top_cells", "new_cells", "max_step_size", "score_all_up_to"):
+        check_evaluator(self.evaluator, EVALUATORS)
+        for key in ("rounds", "seed_cells", "top_cells", "new_cells", "max_step_size", "score_all_up_to", "budget"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         require(self.random_cells >= 0, "random_cells", self.random_cells, "an integer >= 0")
         replaced = self.new_cells + self.random_cells
@@ -258,41 +265,38 @@ def next_pool(ranked: list[Genotype], new: list[Genotype], random: list[Genotype
 class NaoPolicy(SearchPolicy):
     name = "nao"
     Config = NaoConfig
+    evaluators = EVALUATORS
 
     def search(self, task: SearchTask) -> SearchResult:
-        config, space, bptt = self.config, task.space, self.config.train.bptt
+        config, space = self.config, task.space
         rng = seed_everything(task.seed)
-        model, (train_data, valid_data, _) = build_model_and_data(
-            task.corpus, space.nodes, config.model, config.train, weights="per_choice", output=space.cell_output)
+        evaluator = make_evaluator(config.evaluator, space, task.corpus, config.model, config.train, rng,
+                                   task.oracle, config.budget, weights="per_choice")
         epd = EncoderPredictorDecoder(Tokens(space), config.epd)
         optimizer = torch.optim.Adam(epd.parameters(), lr=config.epd.lr, weight_decay=config.epd.weight_decay)
         clamps: dict[str, Any] = {}
-        pool = space.sample_distinct(clamped(config.seed_cells, space.size, "seed_cells", clamps), rng)
+        affordable = space.size if evaluator.remaining is None else min(space.size, evaluator.remaining)
+        pool = space.sample_distinct(clamped(config.seed_cells, affordable, "seed_cells", clamps), rng)
         def sample_from_pool(step) -> Genotype:
             return pool[int(rng.integers(len(pool)))]
 
-        def validate() -> float:
-            return float(np.mean([evaluate(model, valid_data, g, bptt) for g in pool[:VALIDATION_CELLS]]))
-
         enumerable = space.size <= config.score_all_up_to
-        history = RankingHistory(config.ranking_every if enumerable else 0, lambda: {
-            "shared_weights_valid_ppl": scores | score_cells(
-                model, valid_data, [g for g in space.enumerate() if space.to_id(g) not in scores], space, bptt)})
+        history = RankingHistory(config.ranking_every if enumerable else 0, lambda: evaluator.rank_all(scores))
         trace, stop, done = [], f"ran {config.rounds} rounds", 0
         # Checkpoints at the end of each round: the child model, the EPD and the pool.
-        checkpoint = task.tracking(model=model, epd=epd, optimizer=optimizer, history=history)
+        checkpoint = task.tracking(epd=epd, optimizer=optimizer, history=history, **evaluator.stateful())
         saved = checkpoint.load() if checkpoint else None
         if saved:
             pool, trace, scores, clamps = saved["pool"], saved["trace"], saved["scores"], saved["clamps"]
             restore_random_states(saved["random"], rng)
             done = len(trace)
         for round_ in range(done + 1, config.rounds + 1):
-            fitted = fit(model, train_data, config.train, rng, sample_from_pool, validate, f"nao round {round_}")
-            scores = score_cells(model, valid_data, pool, space, bptt)
+            rows = evaluator.train(sample_from_pool, lambda: pool[:VALIDATION_CELLS], f"nao round {round_}")
+            scores = evaluator.score(pool)
             best = min(pool, key=lambda g: scores[space.to_id(g)])
             row = {"round": round_, "epoch": round_ * config.train.epochs, "pool": len(pool),
                    "cell_id": space.to_id(best), "genotype": format_genotype(best),
-                   "score": scores[space.to_id(best)], "child_valid_ppl": fitted.history[-1]["valid_ppl"],
+                   "score": scores[space.to_id(best)], "child_valid_ppl": rows[-1]["valid_ppl"] if rows else None,
                    "epd_mse": None, "epd_nll": None, "new_cells": 0, "random_cells": 0, "step_size": None}
             trace.append(row)
             history(round_, epoch=row["epoch"])
@@ -301,17 +305,22 @@ class NaoPolicy(SearchPolicy):
             if len(pool) == space.size:
                 stop = f"the pool holds the whole space after round {round_}"
                 break
+            budget_left = space.size if evaluator.remaining is None else evaluator.remaining
+            if budget_left == 0:
+                stop = f"the oracle's budget of {config.budget} cells was spent after round {round_}"
+                break
             row |= train_epd(epd, optimizer, pool, performance_targets([scores[space.to_id(g)] for g in pool]),
                              config.epd, rng)
             ranked = sorted(pool, key=lambda g: scores[space.to_id(g)])
             top = ranked[: clamped(config.top_cells, len(pool), "top_cells", clamps)]
-            wanted = clamped(config.new_cells, space.size - len(pool), "new_cells", clamps)
+            wanted = min(clamped(config.new_cells, space.size - len(pool), "new_cells", clamps), budget_left)
             new, row["step_size"] = propose(epd, top, set(pool), wanted, config.max_step_size)
             row["new_cells"] = len(new)
             if not new:
                 stop = f"no new cell decoded in round {round_} (step sizes 1..{config.max_step_size})"
                 break
-            drawn = random_cells_outside(space, set(pool) | set(new), config.random_cells, rng)
+            drawn = random_cells_outside(space, set(pool) | set(new), min(config.random_cells, budget_left - len(new)),
+                                         rng)
             row["random_cells"] = len(drawn)
             pool = next_pool(ranked, new, drawn)
             if checkpoint:
@@ -323,10 +332,9 @@ class NaoPolicy(SearchPolicy):
             cells = list(space.enumerate())
             train_epd(epd, optimizer, pool, performance_targets([scores[space.to_id(g)] for g in pool]),
                       config.epd, rng)
-            unscored = [g for g in cells if space.to_id(g) not in scores]  # the pool's are current
-            rankings["shared_weights_valid_ppl"] = scores | score_cells(model, valid_data, unscored, space, bptt)
+            rankings = evaluator.rank_all(scores)  # the pool's scores are current
             rankings["predictor_neg_performance"] = dict(zip(
                 (space.to_id(g) for g in cells), (-predicted(epd, cells)).tolist(), strict=True))
         details = {"stopped": stop, "pool": len(pool), "clamped": clamps}
         return SearchResult(ranked_candidates(pool, scores, space), trace, rankings, details=details,
-                            ranking_history=history.snapshots)
+                            ranking_history=history.snapshots, evaluator=evaluator.facts())
