@@ -6,6 +6,8 @@ Pure functions of the runs' records and the ground truth; the analyze stage does
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +95,8 @@ class RunRecord:
     test_ppl: float | None
     rankings: dict[str, Scores] = field(default_factory=dict)  # weight-sharing scores of all cells
     cell_output: str = "mean"
+    evaluator: dict[str, Any] | None = None  # how its search scored cells (Evaluator.facts); None: it scored none
+    config_digest: str | None = None  # of its policy's params section
     failure: str | None = None
     trace: list[dict[str, Any]] = field(default_factory=list)  # the search's, one row per epoch or round
     ranking_history: list[dict[str, Any]] = field(default_factory=list)  # [{"epoch", "rankings"}]
@@ -100,6 +104,10 @@ class RunRecord:
     @property
     def name(self) -> str:
         return f"{self.policy}/{self.seed}"
+
+    @property
+    def evaluator_name(self) -> str:
+        return self.evaluator["name"] if self.evaluator else "none"
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,13 @@ class GroundTruth:
     @functools.cached_property
     def mean(self) -> Scores:
         return mean_scores(list(self.valid_ppl.values()))
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """Of every seed's results: experiments judged by the same ground truth have the same one."""
+        text = json.dumps({str(s): {str(c): v for c, v in sorted(cells.items())}
+                           for s, cells in sorted(self.valid_ppl.items())} | {"cell_output": self.cell_output})
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @property
     def per_seed(self) -> list[Scores]:
@@ -147,6 +162,15 @@ def summarize_policy(runs: list[RunRecord], truth: Scores | None) -> dict[str, A
         "seeds": len(runs),
         "failed": {"count": len(runs) - len(finished), "seeds": [r.seed for r in runs if r.failure]},
     }
+    evaluators = sorted({r.evaluator_name for r in finished})
+    summary["evaluator"] = evaluators[0] if len(evaluators) == 1 else evaluators or None
+    summary["config_digest"] = next((r.config_digest for r in finished), None)
+    oracle = [r.evaluator for r in finished if r.evaluator_name == "oracle"]
+    if oracle:
+        summary["oracle"] = {"seeds": sorted({s for facts in oracle for s in facts["seeds"]}),
+                             "budget": max(facts["budget"] for facts in oracle),
+                             "cells_trained": describe([facts["cells_trained"] for facts in oracle]),
+                             "queries": describe([facts["queries"] for facts in oracle])}
     if finished:
         summary |= {
             "test_ppl": describe([r.test_ppl for r in finished]),
@@ -198,6 +222,7 @@ def run_summary(run: RunRecord, truth: Scores | None) -> dict[str, Any]:
         "cell_id": run.cell_id,
         "genotype": run.genotype,
         "cell_output": run.cell_output,
+        "evaluator": run.evaluator_name,
         "search_score": run.search_score,
         "test_ppl": run.test_ppl,
         "valid_ppl": run.valid_ppl,
@@ -253,6 +278,7 @@ def ground_truth_summary(truth: GroundTruth, config: AnalysisConfig) -> dict[str
     summary = {
         "cells": len(mean),
         "seeds": sorted(truth.valid_ppl),
+        "digest": truth.digest,
         "failed_cells": {"count": len(truth.failed), "cells": truth.failed},
         "best_cell_id": best,
         "best_genotype": truth.genotypes.get(best),
@@ -316,13 +342,27 @@ def output_rule(runs: list[RunRecord], ground_truth: GroundTruth | None) -> str:
     return next(iter(rules.values()), "mean")
 
 
+def seeds_that_judge_and_answer(runs: list[RunRecord], ground_truth: GroundTruth | None) -> dict[str, list[int]]:
+    """The ground-truth seeds the analysis judges with, and those an oracle answered searches from;
+    refused where they meet, since a search would then be scored by the seeds that judge it."""
+    judging = sorted(ground_truth.valid_ppl) if ground_truth else []
+    answering = sorted({s for r in runs if r.evaluator_name == "oracle" for s in r.evaluator["seeds"]})
+    shared = sorted(set(judging) & set(answering))
+    if shared:
+        raise NasevalError(f"ground-truth seeds {', '.join(map(str, shared))} both judge and answered the oracle "
+                           f"searches: the oracle would leak the evaluation; keep oracle.seeds out of "
+                           f"ground_truth.seeds")
+    return {"judging": judging, "oracle": answering}
+
+
 def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment: Experiment,
             config: AnalysisConfig = AnalysisConfig()) -> Analysis:
     """`ground_truth` is None for spaces too large to enumerate: perplexities only."""
     truth = ground_truth.mean if ground_truth and ground_truth.valid_ppl else None
     summary: dict[str, Any] = {
         "experiment": {"policy": experiment.policy, "baseline": experiment.baseline,
-                       "seeds": list(experiment.seeds), "cell_output": output_rule(runs, ground_truth)},
+                       "seeds": list(experiment.seeds), "cell_output": output_rule(runs, ground_truth),
+                       "ground_truth_seeds": seeds_that_judge_and_answer(runs, ground_truth)},
         "policies": {p: summarize_policy([r for r in runs if r.policy == p], truth) for p in experiment.policies},
     }
     comparison = compare_policy(runs, experiment, truth, config)

@@ -121,6 +121,33 @@ def tau_figure(rows: list[dict[str, Any]], ceiling: float | None) -> Figure:
     return figure
 
 
+def ablation_figure(rows: list[dict[str, Any]]) -> Figure:
+    """Ground-truth rank of each seed's found cell, per policy, with and without weight sharing."""
+    policies = list(dict.fromkeys(row["policy"] for row in rows))
+    figure = Figure(figsize=(1.8 + 1.5 * len(policies), 4))
+    ax = figure.subplots()
+    styles = {"shared_weights": ("o", "C0", -0.15), "oracle": ("s", "C1", 0.15), "none": ("^", "0.4", 0.0)}
+    for row in rows:
+        marker, color, shift = styles.get(row["evaluator"], styles["none"])
+        x = policies.index(row["policy"]) + shift
+        jitter = np.linspace(-0.06, 0.06, len(row["ranks"])) if len(row["ranks"]) > 1 else [0.0]
+        ax.scatter(x + np.asarray(jitter), row["ranks"], marker=marker, color=color, alpha=0.6, s=22)
+        ax.errorbar(x, np.mean(row["ranks"]), fmt="_k", markersize=16)
+    for evaluator, (marker, color, _) in styles.items():
+        if any(row["evaluator"] == evaluator for row in rows):
+            ax.scatter([], [], marker=marker, color=color, label={"shared_weights": "with weight sharing",
+                                                                  "oracle": "without (oracle)",
+                                                                  "none": "scores nothing"}[evaluator])
+    ax.set_xticks(range(len(policies)), policies)
+    ax.set_ylim(0.5, None)
+    ax.invert_yaxis()
+    ax.set_ylabel("ground-truth rank of the found cell (1 = best)")
+    ax.set_title("Found cells with and without weight sharing (one mark per search seed, bar: mean)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return figure
+
+
 def render_figures(analysis: Analysis, confidence: float) -> dict[str, tuple[str, bytes]]:
     """File name -> (caption, PNG) for every figure the analysis has data for."""
     summary = analysis.summary

@@ -139,6 +139,7 @@ def read_run(policies_root: Path, policy: str, seed: int) -> RunRecord:
         ranking_history=[{"epoch": point["epoch"], "rankings": _rankings_from_json(point["rankings"])}
                          for point in search.get("ranking_history", [])],
         cell_output=top.get("cell_output", "mean"),
+        evaluator=search.get("evaluator"), config_digest=search.get("config_digest"),
         failure=trained.get("reason") if trained["status"] == "failed" else None,
         trace=read_trace(folder / "search"),
     )

@@ -56,6 +56,17 @@ def probability_of_beating(a: list[float], b: list[float]) -> float:
     return float(np.mean((x < y) + 0.5 * (x == y)))
 
 
+def probability_interval(a: list[float], b: list[float], resamples: int, confidence: float,
+                         rng: np.random.Generator) -> tuple[float, float]:
+    """Percentile bootstrap interval of `probability_of_beating(a, b)`, each sample resampled on its own."""
+    x = rng.choice(np.asarray(a, dtype=float), (resamples, len(a)))[:, :, None]
+    y = rng.choice(np.asarray(b, dtype=float), (resamples, len(b)))[:, None, :]
+    probabilities = ((x < y) + 0.5 * (x == y)).mean(axis=(1, 2))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(probabilities, [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def bootstrap_interval(a: list[float], b: list[float], resamples: int, confidence: float,
                        rng: np.random.Generator) -> tuple[float, float]:
     """Percentile bootstrap interval of mean(a) - mean(b), each sample resampled on its own."""
@@ -70,7 +81,8 @@ def bootstrap_interval(a: list[float], b: list[float], resamples: int, confidenc
 def compare_samples(policy: list[float], baseline: list[float], resamples: int, confidence: float,
                     seed: int) -> dict[str, float | list[float] | None]:
     """Everything a reader needs to judge 'policy beats baseline' on one metric."""
-    low, high = bootstrap_interval(policy, baseline, resamples, confidence, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    low, high = bootstrap_interval(policy, baseline, resamples, confidence, rng)
     return {
         "difference_of_means": float(np.mean(policy) - np.mean(baseline)),
         "difference_interval": [low, high],
@@ -79,4 +91,5 @@ def compare_samples(policy: list[float], baseline: list[float], resamples: int, 
         "mann_whitney_p": mann_whitney_p(policy, baseline),
         "smallest_possible_mann_whitney_p": smallest_mann_whitney_p(len(policy), len(baseline)),
         "probability_of_beating_baseline": probability_of_beating(policy, baseline),
+        "probability_interval": list(probability_interval(policy, baseline, resamples, confidence, rng)),
     }

@@ -166,3 +166,33 @@ def test_bad_analysis_settings_are_rejected():
     for bad in ({"confidence": 1.5}, {"significance": 0}, {"top_k": ()}, {"bootstrap_resamples": 10}):
         with pytest.raises(NasevalError):
             AnalysisConfig(**bad)
+
+
+def oracle_run(seed, cell_id, answered_by=(3, 4), budget=16, trained=4):
+    facts = {"name": "oracle", "seeds": list(answered_by), "budget": budget, "cells_trained": trained, "queries": 9}
+    return dataclasses.replace(run("evolution", seed, cell_id, 60.0), evaluator=facts)
+
+
+def test_the_summary_names_each_policys_evaluator_and_the_seeds_that_judged_and_answered():
+    runs = [oracle_run(0, 0), oracle_run(1, 1, trained=2), run("random", 0, 3, 63.0), run("random", 1, 2, 62.0)]
+    summary = analyze(runs, TRUTH, Experiment("evolution", "random", (0, 1))).summary
+    assert summary["experiment"]["ground_truth_seeds"] == {"judging": [0, 1], "oracle": [3, 4]}
+    evolution = summary["policies"]["evolution"]
+    assert evolution["evaluator"] == "oracle" and summary["policies"]["random"]["evaluator"] == "none"
+    assert evolution["oracle"]["cells_trained"]["mean"] == 3.0 and evolution["oracle"]["budget"] == 16
+    assert summary["runs"]["evolution/0"]["evaluator"] == "oracle"
+    comparison = summary["comparison"]["ground_truth_valid_ppl"]
+    assert comparison["probability_of_beating_baseline"] == 1.0  # ranks 1, 2 against 3, 4
+    assert comparison["probability_interval"] == [1.0, 1.0]
+
+
+def test_an_oracle_that_answered_from_a_judging_seed_is_refused():
+    runs = [oracle_run(0, 0, answered_by=(1, 3)), run("random", 0, 3, 63.0)]
+    with pytest.raises(NasevalError, match="ground-truth seeds 1 both judge and answered the oracle searches"):
+        analyze(runs, TRUTH, Experiment("evolution", "random", (0,)))
+
+
+def test_the_ground_truth_digest_tells_ground_truths_apart():
+    other = GroundTruth({**TRUTH.valid_ppl, 1: {**TRUTH.valid_ppl[1], 3: 62.9}})
+    assert TRUTH.digest == GroundTruth(dict(TRUTH.valid_ppl)).digest != other.digest
+    assert dataclasses.replace(TRUTH, cell_output="loose_ends").digest != TRUTH.digest

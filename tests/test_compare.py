@@ -53,10 +53,10 @@ def test_table_one_has_a_row_per_result_and_merges_repeats():
 
 def test_markdown_table_shows_mean_std_and_p_values():
     lines = table_markdown(table_one(experiment_summaries(EXP_SHOW, METRICS))).splitlines()
-    assert lines[0].startswith("| policy | experiments | runs ok | test ppl (mean ± std) |")
-    assert lines[2] == ("| enas | workspace, crank-ankh | 2/2 | 65.0 ± 1.0 | 64.0 | n/a | random | test_ppl | 0.04 "
+    assert lines[0].startswith("| policy | evaluator | experiments | runs ok | test ppl (mean ± std) |")
+    assert lines[2] == ("| enas |  | workspace, crank-ankh | 2/2 | 65.0 ± 1.0 | 64.0 | n/a | random | test_ppl | 0.04 "
                         "| 0.33 | 0.75 | n/a |")
-    assert lines[3].startswith("| random | workspace, main, crank-ankh | 2/2 | 70.0 ± 1.0 | 69.0 | n/a |  |  |")
+    assert lines[3].startswith("| random |  | workspace, main, crank-ankh | 2/2 | 70.0 ± 1.0 | 69.0 | n/a |  |  |")
 
 
 @pytest.mark.parametrize("broken", [[], [entry("workspace", None, None)]])

@@ -1,5 +1,6 @@
 """Integration: the real dvc on a tiny profile in a temporary git repository."""
 
+import csv
 import json
 import os
 import shutil
@@ -142,7 +143,49 @@ def test_experiments_with_the_search_policies(repo):
     compare = run(repo, sys.executable, "-m", "stages.compare", "--markdown", "table.md", "--csv", "table.csv")
     table = (repo / "table.md").read_text()
     assert compare.stdout.strip() == table.strip()
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in table.splitlines()[2:]}
+    table_one = table.split("\n\n")[0]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table_one.splitlines()[2:]}
     assert set(rows) == {"darts", "enas", "nao", "random"}
     assert all(" | random | " in rows[policy] for policy, *_ in EXPERIMENTS)  # each vs its baseline, with p-values
-    assert (repo / "table.csv").read_text().startswith("policy,experiments,runs_ok,runs,test_ppl_mean")
+    assert (repo / "table.csv").read_text().startswith("policy,evaluator,experiments,runs_ok,runs,test_ppl_mean")
+
+
+WITHOUT_WEIGHT_SHARING = [  # dvc exp run settings, the policy, its evaluator
+    (["policy=enas"], "enas", "shared_weights"),
+    (["policy=enas", "search.enas.evaluator=oracle"], "enas", "oracle"),
+    (["policy=evolution"], "evolution", "oracle"),
+    (["policy=random_search"], "random_search", "oracle"),
+]
+
+
+def test_experiments_with_and_without_weight_sharing(repo):
+    for settings, policy, evaluator in WITHOUT_WEIGHT_SHARING:
+        experiment = run(repo, "dvc", "exp", "run", *(f"-S{setting}" for setting in settings)).stdout
+        assert ("Running stage 'oracle'" in experiment) == (settings == ["policy=enas"])  # trained once
+        result = summary(repo)
+        assert result["policies"][policy]["evaluator"] == evaluator
+        assert result["policies"]["random"]["evaluator"] == "none"
+        assert result["experiment"]["ground_truth_seeds"] == {"judging": [0, 1],
+                                                             "oracle": [3, 4] if evaluator == "oracle" else []}
+        report = (repo / "metrics" / "report.md").read_text()
+        assert ("searched **without weight sharing**" in report) == (evaluator == "oracle")
+        if evaluator == "oracle":
+            oracle = result["policies"][policy]["oracle"]
+            assert oracle["seeds"] == [3, 4] and 1 <= oracle["cells_trained"]["mean"] <= 4  # the space has 4
+        probability = result["comparison"]["ground_truth_valid_ppl"]["probability_interval"]
+        assert 0 <= probability[0] <= probability[1] <= 1
+
+    run(repo, sys.executable, "-m", "stages.compare", "--markdown", "table.md", "--ablation-csv", "ablation.csv",
+        "--figure", "ablation.png")
+    with open(repo / "ablation.csv") as file:
+        rows = {(row["policy"], row["evaluator"]): row for row in csv.DictReader(file)}
+    assert set(rows) == {("enas", "shared_weights"), ("enas", "oracle"), ("evolution", "oracle"),
+                         ("random_search", "oracle"), ("random", "none")}
+    for row in rows.values():
+        assert row["runs"] == "2" and 1 <= float(row["ground_truth_rank_mean"]) <= 4
+        if row["policy"] != "random":
+            low, p, high = (float(row[f"p_beats_random_sampling{end}"]) for end in ("_low", "", "_high"))
+            assert 0 <= low <= p <= high <= 1
+    assert rows["random", "none"]["p_beats_random_sampling"] == ""  # not against itself
+    assert "Weight sharing cost **enas**" in (repo / "table.md").read_text()
+    assert (repo / "ablation.png").read_bytes()[:4] == b"\x89PNG"
