@@ -24,11 +24,12 @@ from naseval.data import batchify
 from naseval.errors import NasevalError
 from naseval.model import ModelConfig
 from naseval.oracle import Oracle, OracleTable
+from naseval.policies.base import EVALUATORS
+from naseval.runtime import seed_everything
 from naseval.space import Genotype, SearchSpace
 from naseval.train import TrainConfig, build_model_and_data, evaluate, fit, perplexity
 from naseval.weight_sharing import Chunks, score_cells
 
-EVALUATORS = ("shared_weights", "oracle")
 SHARED_WEIGHTS_RANKING = "shared_weights_valid_ppl"  # the name of the supernet's ranking of all cells
 
 TrainCell = Callable[[int], Genotype]  # training step -> the cell to train on
@@ -203,3 +204,13 @@ def warm_up(evaluator: Evaluator, space: SearchSpace, rng: np.random.Generator, 
     probes = space.sample_distinct(validation_cells, rng)
     return evaluator.train(lambda step: space.sample(rng), lambda: probes, "supernet", after_epoch=after_epoch,
                            checkpoint=checkpoint, restore_best=True)
+
+
+def start_multi_trial(config, task) -> tuple[np.random.Generator, Evaluator]:
+    """A multi-trial search's first steps (policies.base.MultiTrialConfig): seed everything, build
+    its evaluator, and under shared weights train the supernet."""
+    rng = seed_everything(task.seed)
+    evaluator = make_evaluator(config.evaluator, task.space, task.corpus, config.model, config.train, rng,
+                               task.oracle, config.budget)
+    warm_up(evaluator, task.space, rng, config.validation_cells, checkpoint=task.tracking(**evaluator.stateful()))
+    return rng, evaluator

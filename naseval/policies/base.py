@@ -18,9 +18,11 @@ from typing import Any, ClassVar
 from naseval.checkpoint import Checkpoint, Stateful
 from naseval.data import Corpus
 from naseval.errors import NasevalError
+from naseval.model import ModelConfig
 from naseval.oracle import OracleTable
 from naseval.params import require
 from naseval.space import Genotype, SearchSpace, format_genotype
+from naseval.train import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,30 @@ class SearchPolicy(ABC):
         """Run the search with `task.seed` driving every random draw."""
 
 
+EVALUATORS = ("shared_weights", "oracle")  # naseval/evaluators.py
+
+
 def check_evaluator(value: str, allowed: tuple[str, ...], why_not: str = "") -> None:
     """For a Config's __post_init__: `evaluator` must be one the policy has a meaning with."""
     require(value in allowed, "evaluator", value, f"{' or '.join(allowed)}{why_not}")
+
+
+@dataclass(frozen=True)
+class MultiTrialConfig:
+    """What a policy that scores cell after cell (random search, evolution) shares: its evaluator,
+    its budget, and the supernet it trains under shared weights, as random_ws's."""
+
+    evaluator: str = "oracle"  # or shared_weights
+    budget: int = 16  # distinct cells scored: under the oracle, cells trained
+    model: ModelConfig = field(default_factory=ModelConfig)  # the supernet, under shared weights
+    train: TrainConfig = field(default_factory=TrainConfig)  # its recipe
+    validation_cells: int = 4  # cells whose mean validation loss tracks the supernet
+    score_all_up_to: int = 64  # under shared weights, spaces this small are also ranked whole
+
+    def __post_init__(self) -> None:
+        check_evaluator(self.evaluator, EVALUATORS)
+        for key in ("budget", "validation_cells", "score_all_up_to"):
+            require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
 
 
 _REGISTRY: dict[str, type[SearchPolicy]] = {}

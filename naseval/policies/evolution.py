@@ -11,44 +11,28 @@ children soon repeat cells already scored, which cost nothing more.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from naseval.evaluators import EVALUATORS, make_evaluator, warm_up
-from naseval.model import ModelConfig
+from naseval.evaluators import EVALUATORS, start_multi_trial
 from naseval.params import require
-from naseval.policies.base import (
-    SearchPolicy,
-    SearchResult,
-    SearchTask,
-    best_so_far_trace,
-    check_evaluator,
-    register,
-)
-from naseval.runtime import seed_everything
+from naseval.policies.base import MultiTrialConfig, SearchPolicy, SearchResult, SearchTask, best_so_far_trace, register
 from naseval.space import Genotype, SearchSpace
-from naseval.train import TrainConfig
 from naseval.weight_sharing import ranked_candidates
 
 
 @dataclass(frozen=True)
-class EvolutionConfig:
-    """params.yaml `search.evolution`."""
+class EvolutionConfig(MultiTrialConfig):
+    """params.yaml `search.evolution`: the fields of MultiTrialConfig and the evolution's own."""
 
-    evaluator: str = "oracle"  # or shared_weights
-    budget: int = 16  # distinct cells scored: under the oracle, cells trained
     population_size: int = 8  # Real et al.: 100 on NASBench-101, in a space of 423k cells
     sample_size: int = 4  # the tournament; Real et al.: 10 to 25
     max_cycles: int = 200
-    model: ModelConfig = field(default_factory=ModelConfig)  # the supernet, under shared weights
-    train: TrainConfig = field(default_factory=TrainConfig)  # its recipe
-    validation_cells: int = 4  # cells whose mean validation loss tracks the supernet
-    score_all_up_to: int = 64  # under shared weights, spaces this small are also ranked whole
 
     def __post_init__(self) -> None:
-        check_evaluator(self.evaluator, EVALUATORS)
-        for key in ("budget", "population_size", "sample_size", "max_cycles", "validation_cells", "score_all_up_to"):
+        super().__post_init__()
+        for key in ("population_size", "sample_size", "max_cycles"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         require(self.population_size <= self.budget, "population_size", self.population_size,
                 f"at most budget ({self.budget}): the first population is scored whole")
@@ -76,10 +60,7 @@ class EvolutionPolicy(SearchPolicy):
 
     def search(self, task: SearchTask) -> SearchResult:
         config, space = self.config, task.space
-        rng = seed_everything(task.seed)
-        evaluator = make_evaluator(config.evaluator, space, task.corpus, config.model, config.train, rng,
-                                   task.oracle, config.budget)
-        warm_up(evaluator, space, rng, config.validation_cells, checkpoint=task.tracking(**evaluator.stateful()))
+        rng, evaluator = start_multi_trial(config, task)
         budget = min(config.budget, space.size)
         first = space.sample_distinct(min(config.population_size, space.size), rng)
         scores = evaluator.score(first)
