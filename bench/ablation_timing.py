@@ -2,8 +2,10 @@
 
 Run from the project root of a fresh clone, after `dvc repro` (bench/repro_timing.py times that):
     python bench/ablation_timing.py [--seeds N] [--oracle-only]
-With --seeds N every experiment runs search seeds 0..N-1 (its baseline too); the default keeps
-params.yaml's. --oracle-only runs only the experiments without weight sharing, the cheap ones.
+Every experiment runs search seeds 0..N-1 (default 4, as params.yaml), its baseline too, and names
+its evaluator: `dvc exp run` leaves an experiment's params in the workspace, so a setting left out
+would be the previous experiment's. --oracle-only runs only the experiments without weight
+sharing, the cheap ones.
 Prints one line per experiment, then what `naseval compare` prints, and writes ablation.md,
 ablation.csv and ablation.png in the working directory.
 """
@@ -18,17 +20,17 @@ EXPERIMENTS = [  # dvc exp run settings, whether the policy shares weights
     (["policy=evolution"], False),
     (["policy=enas", "search.enas.evaluator=oracle"], False),
     (["policy=nao", "search.nao.evaluator=oracle"], False),
-    (["policy=enas"], True),
-    (["policy=nao"], True),
+    (["policy=enas", "search.enas.evaluator=shared_weights"], True),
+    (["policy=nao", "search.nao.evaluator=shared_weights"], True),
 ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, help="search seeds 0..N-1 for every experiment")
+    parser.add_argument("--seeds", type=int, default=4, help="search seeds 0..N-1 for every experiment")
     parser.add_argument("--oracle-only", action="store_true", help="only the experiments without weight sharing")
     args = parser.parse_args()
-    seeds = [f"seeds=[{', '.join(map(str, range(args.seeds)))}]"] if args.seeds else []
+    seeds = [f"seeds=[{', '.join(map(str, range(args.seeds)))}]"]
     times = []
     for settings, shares_weights in EXPERIMENTS:
         if args.oracle_only and shares_weights:
