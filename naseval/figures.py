@@ -139,11 +139,10 @@ def ablation_figure(rows: list[dict[str, Any]]) -> Figure:
                                                                   "oracle": "without (oracle)",
                                                                   "none": "scores nothing"}[evaluator])
     ax.set_xticks(range(len(policies)), policies)
-    ax.set_ylim(0.5, None)
-    ax.invert_yaxis()
+    ax.set_ylim(max(max(row["ranks"]) for row in rows) + 1, 0)  # rank 1 on top
     ax.set_ylabel("ground-truth rank of the found cell (1 = best)")
     ax.set_title("Found cells with and without weight sharing (one mark per search seed, bar: mean)", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=3, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     return figure
 
