@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from naseval.checkpoint import Checkpoint
-from naseval.data import batchify
+from naseval.data import Corpus, batchify
 from naseval.errors import NasevalError
 from naseval.model import ModelConfig
 from naseval.oracle import Oracle, OracleTable
-from naseval.policies.base import EVALUATORS
+from naseval.policies.base import EVALUATORS, MultiTrialConfig, SearchTask
 from naseval.runtime import seed_everything
 from naseval.space import Genotype, SearchSpace
 from naseval.train import TrainConfig, build_model_and_data, evaluate, fit, perplexity
@@ -84,7 +84,7 @@ class Evaluator(ABC):
 class SharedWeights(Evaluator):
     name = "shared_weights"
 
-    def __init__(self, space: SearchSpace, corpus, model_config: ModelConfig, train_config: TrainConfig,
+    def __init__(self, space: SearchSpace, corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
                  rng: np.random.Generator, **cell_options):
         self.space, self.config, self.rng = space, train_config, rng
         self.model, (self.train_data, self.valid_data, _) = build_model_and_data(
@@ -182,7 +182,7 @@ class OracleEvaluator(Evaluator):
         return {"name": self.name, **self.oracle.facts(), "stopped": self.stopped}
 
 
-def make_evaluator(name: str, space: SearchSpace, corpus, model_config: ModelConfig, train_config: TrainConfig,
+def make_evaluator(name: str, space: SearchSpace, corpus: Corpus, model_config: ModelConfig, train_config: TrainConfig,
                    rng: np.random.Generator, oracle: OracleTable | None, budget: int, **cell_options) -> Evaluator:
     """The evaluator `name` for a search; `cell_options` shape the supernet (its weight sharing)."""
     if name == "shared_weights":
@@ -206,7 +206,7 @@ def warm_up(evaluator: Evaluator, space: SearchSpace, rng: np.random.Generator, 
                            checkpoint=checkpoint, restore_best=True)
 
 
-def start_multi_trial(config, task) -> tuple[np.random.Generator, Evaluator]:
+def start_multi_trial(config: MultiTrialConfig, task: SearchTask) -> tuple[np.random.Generator, Evaluator]:
     """A multi-trial search's first steps (policies.base.MultiTrialConfig): seed everything, build
     its evaluator, and under shared weights train the supernet."""
     rng = seed_everything(task.seed)
