@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from naseval.report import finished, interval, markdown_table, number, p_value
+from naseval.report import finished, markdown_table, number, p_value
 
 TABLE_COLUMNS = ["policy", "evaluator", "experiments", "runs_ok", "runs", "test_ppl_mean", "test_ppl_std",
                  "test_ppl_best", "ground_truth_valid_ppl_mean", "baseline", "judged_on", "welch_p", "mann_whitney_p",
-                 "probability_of_beating_baseline", "probability_interval", "ground_truth_rank_mean"]
+                 "probability_of_beating_baseline", "ground_truth_rank_mean"]
 
 
 def experiment_summaries(exp_show: list[dict[str, Any]], metrics_file: str) -> list[tuple[str, dict[str, Any]]]:
@@ -61,7 +61,6 @@ def policy_row(label: str, summary: dict[str, Any], policy: str) -> dict[str, An
         "welch_p": against.get("welch_p"),
         "mann_whitney_p": against.get("mann_whitney_p"),
         "probability_of_beating_baseline": against.get("probability_of_beating_baseline"),
-        "probability_interval": against.get("probability_interval"),
         "ground_truth_rank_mean": (stats.get("ground_truth_rank") or {}).get("mean"),
     }
 
@@ -90,7 +89,6 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
           number(row["ground_truth_valid_ppl_mean"]), row["baseline"] or "", row["judged_on"] or "",
           p_value(row["welch_p"]) if row["baseline"] else "",
           p_value(row["mann_whitney_p"]) if row["baseline"] else "",
-          (number(row["probability_of_beating_baseline"], 2) + interval(row["probability_interval"], 2)
-           if row["baseline"] else ""),
+          number(row["probability_of_beating_baseline"], 2) if row["baseline"] else "",
           number(row["ground_truth_rank_mean"])]
          for row in rows])
