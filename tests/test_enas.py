@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from naseval import evaluators
 from naseval.model import ModelConfig
 from naseval.oracle import OracleTable
-from naseval.policies import enas
 from naseval.policies.base import SearchTask
 from naseval.policies.enas import Controller, ControllerConfig, EnasConfig, EnasPolicy, Reinforce
 from naseval.space import SearchSpace, format_genotype
@@ -93,13 +93,13 @@ def test_enas_search_records_its_controller_and_searches_with_the_spaces_output_
                         ControllerConfig(hidden_size=16, steps_per_epoch=5), derive_samples=20)
     space = SearchSpace(SPACE.nodes, SPACE.ops, cell_output)
     model = {}
-    real_build = enas.build_model_and_data
+    real_build = evaluators.build_model_and_data
 
     def build(*args, **options):  # keep the supernet the search builds
         model["built"], data = real_build(*args, **options)
         return model["built"], data
 
-    monkeypatch.setattr(enas, "build_model_and_data", build)
+    monkeypatch.setattr(evaluators, "build_model_and_data", build)
     result = EnasPolicy(config).search(SearchTask(space, tiny_corpus, 0))
     assert model["built"].cell.output == cell_output
     assert set(result.rankings) == {"shared_weights_valid_ppl", "controller_neg_log_prob"}
@@ -128,12 +128,12 @@ def test_rewards_read_validation_batches_as_wide_as_the_training_ones(tiny_corpu
     """carpedm20's trainer batchifies the reward data at batch_size, not at the evaluation's."""
     widths = []
 
-    class Recording(enas.Chunks):
+    class Recording(evaluators.Chunks):
         def __init__(self, data, length):
             widths.append(data.size(1))
             super().__init__(data, length)
 
-    monkeypatch.setattr(enas, "Chunks", Recording)
+    monkeypatch.setattr(evaluators, "Chunks", Recording)
     config = EnasConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, eval_batch_size=4, bptt=10),
                         ControllerConfig(hidden_size=16, steps_per_epoch=2), derive_samples=5)
     EnasPolicy(config).search(SearchTask(SPACE, tiny_corpus, 0))
