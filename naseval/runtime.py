@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 DEVICES = ("cpu", "cuda")
 DETERMINISTIC_ENV = "NASEVAL_DETERMINISTIC"
 RESUME = ".resume"  # inside a resumable scratch folder: checkpoints, removed when the stage succeeds
+# Where a campaign's job keeps its checkpoints instead: shared storage that outlives the job's
+# throwaway clone, so a requeued job resumes (naseval/campaign/job.py sets it per stage key).
+SHARED_RESUME_ENV = "NASEVAL_RESUME_DIR"
 
 
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding takes 0..2^32 - 1
@@ -181,7 +184,8 @@ def atomic_directory(path: Path, resumable: bool = False) -> Iterator[Path]:
     A `resumable` scratch has a fixed name, `.<name>.partial`, and survives a kill (SIGKILL,
     preemption, Ctrl-C): the next run finds the checkpoints left in its `RESUME` folder and
     continues. An error raised in the block removes it, as it does a plain scratch folder; success
-    removes the `RESUME` folder, so the outputs hold results only.
+    removes the `RESUME` folder, so the outputs hold results only. Where `NASEVAL_RESUME_DIR` is
+    set, `RESUME` is a link into that folder, which outlives the scratch folder's machine.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if resumable:
@@ -190,18 +194,44 @@ def atomic_directory(path: Path, resumable: bool = False) -> Iterator[Path]:
     else:
         scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     os.chmod(scratch, 0o777 & ~umask())
+    shared = _link_shared_resume(scratch, path) if resumable else None
     try:
         yield scratch
-        shutil.rmtree(scratch / RESUME, ignore_errors=True)
+        _remove_resume(scratch, shared)
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(scratch, path)
     except Exception:
+        _remove_resume(scratch, shared)
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     finally:
         if not resumable:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _link_shared_resume(scratch: Path, path: Path) -> Path | None:
+    root = os.environ.get(SHARED_RESUME_ENV)
+    if not root:
+        return None
+    shared = Path(root) / path.name
+    shared.mkdir(parents=True, exist_ok=True)
+    link = scratch / RESUME
+    if link.is_symlink():
+        link.unlink()
+    elif link.exists():  # local checkpoints of a run outside the campaign: they would be shadowed
+        raise NasevalError(f"{link} holds local checkpoints while {SHARED_RESUME_ENV} is set: "
+                           f"remove one of the two")
+    link.symlink_to(shared.resolve(), target_is_directory=True)
+    return shared
+
+
+def _remove_resume(scratch: Path, shared: Path | None) -> None:
+    if shared is not None:
+        (scratch / RESUME).unlink(missing_ok=True)
+        shutil.rmtree(shared, ignore_errors=True)
+    else:
+        shutil.rmtree(scratch / RESUME, ignore_errors=True)
 
 
 def read_json(path: Path) -> Any:
