@@ -1,0 +1,143 @@
+"""`naseval launch`, `status` and `cancel`: plan the waves, submit the ready stages, follow them.
+
+A launch submits every stage whose needs are done, then, with `wait`, polls the executor and
+submits each next wave as the previous one finishes, resubmitting a job that ended without
+success while it has retries left (it resumes from its checkpoint). Everything it knows lives in
+the campaign's ledger and in each job's outcome, so a killed driver loses nothing: `status` and
+a new launch read them back.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from naseval.campaign.config import LaunchConfig
+from naseval.campaign.executors import Executor, JobSpec
+from naseval.campaign.ledger import Campaign, record_attempt
+from naseval.campaign.pipeline import Pipeline, read_pipeline
+from naseval.campaign.plan import JobFacts, Plan, State, plan
+from naseval.errors import NasevalError
+
+log = logging.getLogger("naseval")
+
+
+@dataclass
+class Launch:
+    workspace: Path
+    targets: list[str]
+    config: LaunchConfig
+    executor: Executor
+
+    def __post_init__(self) -> None:
+        self.workspace = self.workspace.resolve()
+        self.campaign = Campaign(self.config.campaign_folder(self.workspace))
+
+    def run(self, wait: bool = False, dry_run: bool = False) -> Plan:
+        """Submit what is ready; with `wait`, until every target stage is done or failed."""
+        commit = committed_head(self.workspace)
+        pipeline = read_pipeline(self.workspace)
+        counts = ""
+        while True:
+            current, submitted = self.step(pipeline, commit, dry_run)
+            if dry_run:
+                for name in current.having(State.READY):
+                    log.info("would submit %s (key %s)", name, pipeline.stages[name].key)
+            if submitted:
+                log.info("submitted %d: %s", len(submitted), ", ".join(submitted))
+            if counts != (counts := describe(current)):
+                log.info("%s", counts)
+            if not wait or dry_run or current.finished:
+                return current
+            time.sleep(self.config.poll_seconds)
+
+    def step(self, pipeline: Pipeline, commit: str, dry_run: bool) -> tuple[Plan, list[str]]:
+        """One look at the campaign and one round of submissions, under the ledger's lock."""
+        with self.campaign.ledger() as entries:
+            current = self.plan(pipeline, entries)
+            if dry_run:
+                return current, []
+            busy = [attempt["device"] for attempt in self.active_attempts(entries)]
+            submitted, adopted_any = [], False
+            for name, device in zip(current.having(State.READY), self.executor.free_devices(busy), strict=False):
+                stage = pipeline.stages[name]
+                job = JobSpec(name, stage.key, commit, self.workspace, self.campaign.folder, self.config.remote)
+                known = entries.get(stage.key, {"attempts": []})["attempts"]
+                adopted = self.executor.queued_as(job)  # submitted by a launch whose ledger write was lost
+                if adopted and adopted not in [a["job_id"] for a in known]:
+                    record_attempt(entries, stage.key, name, adopted, self.executor.name, commit, device)
+                    adopted_any = True
+                    continue
+                job_id = self.executor.submit(job, device)
+                record_attempt(entries, stage.key, name, job_id, self.executor.name, commit, device)
+                submitted.append(name)
+            return (self.plan(pipeline, entries) if submitted or adopted_any else current), submitted
+
+    def plan(self, pipeline: Pipeline, entries: dict) -> Plan:
+        alive = self.executor.alive([a["job_id"] for a in self.active_candidates(entries)])
+        facts = {key: JobFacts(succeeded=self.campaign.succeeded(key),
+                               active=entry["attempts"][-1]["job_id"] in alive,
+                               attempts=len(entry["attempts"]))
+                 for key, entry in entries.items()}
+        return plan(pipeline, self.targets, facts, self.config.retries)
+
+    def active_candidates(self, entries: dict) -> list[dict]:
+        """Each key's latest attempt on this executor: the only one that can still be running."""
+        latest = [entry["attempts"][-1] for entry in entries.values()]
+        return [a for a in latest if a["job_id"].startswith(f"{self.executor.name}:")]
+
+    def active_attempts(self, entries: dict) -> list[dict]:
+        candidates = self.active_candidates(entries)
+        alive = self.executor.alive([a["job_id"] for a in candidates])
+        return [a for a in candidates if a["job_id"] in alive]
+
+    def cancel(self) -> list[str]:
+        """Cancel every active job of this campaign on this executor; the stages cancelled."""
+        with self.campaign.ledger() as entries:
+            active = {a["job_id"] for a in self.active_attempts(entries)}
+            cancelled = []
+            for entry in entries.values():
+                if entry["attempts"][-1]["job_id"] in active:
+                    self.executor.cancel(entry["attempts"][-1]["job_id"])
+                    cancelled.append(entry["stage"])
+        return cancelled
+
+    def status_rows(self) -> list[dict]:
+        """One row per stage the targets need: its state, attempts, last job and outcome."""
+        pipeline = read_pipeline(self.workspace)
+        with self.campaign.ledger() as entries:
+            current = self.plan(pipeline, entries)
+        rows = []
+        for name, state in current.states.items():
+            key = pipeline.stages[name].key
+            attempts = entries.get(key, {"attempts": []})["attempts"]
+            outcome = self.campaign.outcome(key) or {}
+            rows.append({"stage": name, "state": state.value, "key": key, "attempts": len(attempts),
+                         "job": attempts[-1]["job_id"] if attempts else "", "seconds": outcome.get("seconds", "")})
+        return rows
+
+
+def describe(current: Plan) -> str:
+    """How many stages are in each state, e.g. '12 done, 2 active, 3 waiting'."""
+    return ", ".join(f"{len(current.having(state))} {state.value}" for state in State if current.having(state))
+
+
+def committed_head(workspace: Path) -> str:
+    """The commit the jobs clone; refused while tracked files differ from it, since the jobs would
+    not run what the workspace holds."""
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], cwd=workspace, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise NasevalError(f"{workspace} is not a git repository with a commit: a campaign runs a commit")
+        return result.stdout
+
+    # dvc.lock aside: it records what the workspace ran, and a job writes its own
+    changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+               if line[3:] != "dvc.lock"]
+    if changed:
+        first = changed[0]
+        raise NasevalError(f"uncommitted changes ({first}): the jobs run the launch's commit, so commit first")
+    return git("rev-parse", "HEAD").strip()
