@@ -2,64 +2,19 @@
 
 import csv
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import ROOT
+from tiny_repo import run, tiny_repo
 
 pytestmark = pytest.mark.integration
-
-# lr 5: at lr 20 this hidden size of 8 sends random_ws seed 0's supernet to a validation perplexity of
-# 5e18 (200 words), which is a diverged run and not what these tests are about.
-TINY_TRAIN = {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10, "lr": 5.0}
-TINY_SEARCH = {"model": {"hidden_size": 8}, "ranking_every": 1, "train": TINY_TRAIN}
-TINY = {
-    "seeds": [0, 1],
-    "data": {"vocab_size": 200, "max_train_tokens": 4000, "max_eval_tokens": 1000},
-    "space": {"nodes": 1},
-    "model": {"hidden_size": 8},
-    "train": TINY_TRAIN,
-    "search": {"random_ws": TINY_SEARCH, "enas": TINY_SEARCH, "darts": TINY_SEARCH,
-               "nao": {**TINY_SEARCH, "epd": {"epochs": 20}}},
-    "ground_truth": {"seeds": [0, 1], "workers": 1},
-}
-
-
-def merge(base: dict, override: dict) -> dict:
-    merged = dict(base)
-    for key, value in override.items():
-        merged[key] = merge(base[key], value) if isinstance(value, dict) else value
-    return merged
-
-
-def run(repo: Path, *command: str) -> subprocess.CompletedProcess:
-    bin_dir = Path(sys.executable).parent  # this environment's python and dvc
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
 
 
 @pytest.fixture
 def repo(tmp_path, ptb_dir, monkeypatch) -> Path:
     monkeypatch.setenv("NASEVAL_PTB_DIR", str(ptb_dir))
-    for folder in ("naseval", "stages"):
-        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", tmp_path)
-    params = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(tmp_path, "git", "init", "-q")
-    run(tmp_path, "git", "config", "user.email", "ci@example.com")
-    run(tmp_path, "git", "config", "user.name", "naseval tests")
-    run(tmp_path, "dvc", "init", "-q")
-    run(tmp_path, "git", "add", "-A")
-    run(tmp_path, "git", "commit", "-qm", "tiny profile")
-    return tmp_path
+    return tiny_repo(tmp_path)
 
 
 def summary(repo: Path) -> dict:
