@@ -42,6 +42,10 @@ class GroundTruthConfig:
     max_cells: int = 64  # refuse spaces larger than this: they are not enumerable in practice
     cells_per_batch: int = 16  # trained together as one model (train.implementation fast); tracked
     workers: int = 1  # processes training batches in parallel: a resource knob, changing no number
+    # One stage (one job) per group of cells and seed: [0] keeps each seed whole, [0, 1, 2, 3]
+    # deals its batches into four. A list, since a DVC matrix needs one; a group holds whole
+    # batches, so a cell's result does not depend on the grouping.
+    cell_groups: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         require(len(self.seeds) >= 1, "seeds", list(self.seeds), "a non-empty list of integers")
@@ -50,6 +54,8 @@ class GroundTruthConfig:
         require(self.max_cells >= 1, "max_cells", self.max_cells, "an integer >= 1")
         require(self.cells_per_batch >= 1, "cells_per_batch", self.cells_per_batch, "an integer >= 1")
         require(self.workers >= 1, "workers", self.workers, "an integer >= 1")
+        require(list(self.cell_groups) == list(range(len(self.cell_groups))) and self.cell_groups != (),
+                "cell_groups", list(self.cell_groups), "the list 0, 1, ..., n - 1 of n >= 1 groups")
 
 
 def is_enumerable(space: SearchSpace, config: GroundTruthConfig) -> bool:
@@ -61,6 +67,18 @@ def batches_of_cells(space: SearchSpace, train_config: TrainConfig, config: Grou
     last may be smaller); one cell per batch on the reference implementation."""
     size = 1 if train_config.implementation == "reference" else config.cells_per_batch
     return [tuple(range(start, min(start + size, space.size))) for start in range(0, space.size, size)]
+
+
+def group_of_batches(batches: list[tuple[int, ...]], config: GroundTruthConfig, group: int) -> list[tuple[int, ...]]:
+    """The batches of `group` of `config.cell_groups`: contiguous runs of whole batches, as even
+    as the batch count allows."""
+    groups = len(config.cell_groups)
+    if group not in config.cell_groups:
+        raise NasevalError(f"group: expected one of ground_truth.cell_groups {list(config.cell_groups)}, got {group}")
+    if groups > len(batches):
+        raise NasevalError(f"ground_truth.cell_groups: {groups} groups of {len(batches)} batches of cells: "
+                           f"expected at most {len(batches)} (or a smaller cells_per_batch)")
+    return batches[group * len(batches) // groups:(group + 1) * len(batches) // groups]
 
 
 @dataclass(frozen=True)
@@ -132,8 +150,10 @@ def ground_truth_record(
     config: GroundTruthConfig,
     seed: int,
     resume: Path | None = None,
+    group: int | None = None,
 ) -> dict:
-    """Every cell of `space` trained from scratch with `seed`, ordered by cell id.
+    """Every cell of `space` trained from scratch with `seed`, ordered by cell id; with a
+    `group`, only the cells of that group of `config.cell_groups`.
 
     A space too large to enumerate gets a record without cells that says why, so the pipeline
     of an 8-node profile still runs and the analysis reports perplexities only. With a `resume`
@@ -143,21 +163,26 @@ def ground_truth_record(
     if not is_enumerable(space, config):
         reason = f"{space.size} cells > ground_truth.max_cells {config.max_cells}: not enumerable"
         log.info("no ground truth: %s", reason)
-        return {"seed": seed, "enumerable": False, "reason": reason, "cell_output": space.cell_output, "cells": []}
+        record = {"seed": seed, "enumerable": False, "reason": reason, "cell_output": space.cell_output}
+        if group is not None:
+            record |= {"group": group, "groups": len(config.cell_groups)}
+        return record | {"cells": []}
     run = fingerprint("ground_truth", space, model_config, train_config, seed, corpus.digest())
     finished = Finished(resume, run) if resume else None
     cells = {cell["cell_id"]: cell for cell in (finished.cells() if finished else [])}
     done = set(cells)
     batches = batches_of_cells(space, train_config, config)
+    if group is not None:
+        batches = group_of_batches(batches, config, group)
     jobs = [_Job(ids, space, corpus, model_config, train_config, seed,
                  finished.checkpoint(ids) if finished else None)
             for ids in batches if not done.issuperset(ids)]
-    largest = max(map(len, batches))
-    log.info("%d cells in %d batches of up to %d (about %d MB each), %d at a time", space.size, len(batches),
-             largest, largest * bytes_per_cell(len(corpus.vocabulary), space.nodes, model_config, train_config) >> 20,
-             config.workers)
+    largest, cells_here = max(map(len, batches)), sum(map(len, batches))
+    megabytes = largest * bytes_per_cell(len(corpus.vocabulary), space.nodes, model_config, train_config) >> 20
+    log.info("%d cells in %d batches of up to %d (about %d MB each), %d at a time", cells_here, len(batches), largest,
+             megabytes, config.workers)
     if done:
-        log.info("resumed: %d of %d cells were already trained", len(done), space.size)
+        log.info("resumed: %d of %d cells were already trained", len(done), cells_here)
     with ExitStack() as stack:
         outcomes = map(_train_job, jobs)
         if config.workers > 1:
@@ -177,5 +202,7 @@ def ground_truth_record(
             progress.update(len(batch))
             if finished:
                 finished.add(batch)
-    return {"seed": seed, "enumerable": True, "cell_output": space.cell_output,
-            "cells": [cells[i] for i in sorted(cells)]}
+    record = {"seed": seed, "enumerable": True, "cell_output": space.cell_output}
+    if group is not None:
+        record |= {"group": group, "groups": len(config.cell_groups)}
+    return record | {"cells": [cells[i] for i in sorted(cells)]}

@@ -145,8 +145,9 @@ def read_run(policies_root: Path, policy: str, seed: int) -> RunRecord:
     )
 
 
-def read_ground_truth(root: Path, seeds: list[int]) -> GroundTruth | None:
-    """Every cell's validation perplexity per training seed; None when the space was not enumerable.
+def read_ground_truth(root: Path, seeds: list[int], groups: int = 1) -> GroundTruth | None:
+    """Every cell's validation perplexity per training seed, merged from the seed's `groups`
+    groups of cells; None when the space was not enumerable.
 
     Cells are ranked by validation perplexity, as Yu et al. rank them; test perplexities stay in
     the ground-truth stage's own outputs.
@@ -155,7 +156,7 @@ def read_ground_truth(root: Path, seeds: list[int]) -> GroundTruth | None:
 
     valid_ppl, genotypes, failed, rules = {}, {}, {}, set()
     for seed in seeds:
-        record = read_json(seed_dir(root, seed) / GROUND_TRUTH)
+        record = merged_groups(seed_dir(root, seed), groups)
         cells = record["cells"]
         rules.add(record.get("cell_output", "mean"))
         if cells:
@@ -166,6 +167,17 @@ def read_ground_truth(root: Path, seeds: list[int]) -> GroundTruth | None:
         raise NasevalError(f"{root}: ground-truth seeds trained with different cell outputs "
                            f"({', '.join(sorted(rules))})")
     return GroundTruth(valid_ppl, genotypes, failed, cell_output=rules.pop()) if valid_ppl else None
+
+
+def merged_groups(folder: Path, groups: int) -> dict[str, Any]:
+    """One seed's ground-truth record from its groups' folders (dvc.yaml's group_<g>)."""
+    records = [read_json(folder / f"group_{group}" / GROUND_TRUTH) for group in range(groups)]
+    split = {record.get("groups") for record in records}
+    if split != {groups}:
+        raise NasevalError(f"{folder}: its groups were trained as {sorted(map(str, split))} groups, the analysis "
+                           f"reads {groups}: rerun the ground truth (dvc repro)")
+    cells = sorted((cell for record in records for cell in record["cells"]), key=lambda cell: cell["cell_id"])
+    return {**records[0], "cells": cells}
 
 
 def oracle_json(space: SearchSpace, records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -34,7 +34,8 @@ def main(
     for policy in experiment.policies:
         get_policy(policy)
     records = [read_run(runs, p, s) for p in experiment.policies for s in experiment.seeds]
-    truth = read_ground_truth(ground_truth, list(load(GroundTruthConfig, values, "ground_truth").seeds))
+    truth_config = load(GroundTruthConfig, values, "ground_truth")
+    truth = read_ground_truth(ground_truth, list(truth_config.seeds), len(truth_config.cell_groups))
     result = analyze(records, truth, experiment, config)
     trained_on = read_json(data / "meta.json")
     write_json(metrics, {"data": {k: trained_on[k] for k in ("vocab_size", "tokens")}, **result.summary,

@@ -1,4 +1,4 @@
-"""ground_truth: every cell of an enumerable space trained from scratch with one seed."""
+"""ground_truth: the cells of one group of an enumerable space trained from scratch with one seed."""
 
 from pathlib import Path
 
@@ -26,11 +26,12 @@ from stages.common import run_stage
 
 def main(
     seed: int = typer.Option(..., help="Training seed shared by all cells."),
+    group: int = typer.Option(0, help="Which of ground_truth.cell_groups to train."),
     data: Path = typer.Option(Path("data/prepared"), help="Output of the prepare stage."),
     out: Path = typer.Option(..., help="Folder for cells.json, cells.csv, ground_truth.log."),
     params: Path = typer.Option(Path("params.yaml"), help="Reads `space`, `model`, `train`, `ground_truth`."),
 ) -> None:
-    """Train every cell of the space from scratch with SEED (nothing for a non-enumerable space)."""
+    """Train the cells of GROUP from scratch with SEED (nothing for a non-enumerable space)."""
     check_seed(seed)
     values = read_params(params)
     space = load(SearchSpace, values, "space")
@@ -39,7 +40,7 @@ def main(
     with atomic_directory(out, resumable=True) as folder:
         setup_logging(folder / "ground_truth.log")
         record = ground_truth_record(space, load_corpus(data), model_config, train_config, config, seed,
-                                     resume=folder / RESUME)
+                                     resume=folder / RESUME, group=group)
         write_json(folder / GROUND_TRUTH, record)
         write_json(folder / ENVIRONMENT, environment(train_config.threads))
         write_csv(folder / "cells.csv", [{k: v for k, v in cell.items() if k != "valid_ppl_by_epoch"}

@@ -9,6 +9,8 @@ from conftest import ROOT, tiny_stage_inputs
 from naseval.errors import NasevalError, TrainingDiverged
 from naseval.ground_truth import GroundTruthConfig, ground_truth_record
 from naseval.model import ModelConfig
+from naseval.records import GROUND_TRUTH, merged_groups
+from naseval.runtime import write_json
 from naseval.space import SearchSpace
 from naseval.train import TrainConfig, train_cell
 
@@ -63,6 +65,31 @@ def test_a_resumed_ground_truth_keeps_finished_cells_and_trains_the_rest(tmp_pat
     (tmp_path / "a" / "cell_3.json").unlink()  # "killed" while cells 2 and 3 were training
     resumed = ground_truth_record(space, tiny_corpus, TOY_MODEL, TOY_TRAIN, config, 5, resume=tmp_path / "a")
     assert resumed == whole
+
+
+def test_groups_of_cells_merge_into_the_whole_ground_truth(tmp_path, tiny_corpus):
+    space = SearchSpace(1)
+    whole = ground_truth_record(space, tiny_corpus, TOY_MODEL, TOY_TRAIN, GroundTruthConfig(workers=1), 5)
+    split = GroundTruthConfig(workers=1, cells_per_batch=1, cell_groups=(0, 1, 2))  # 4 batches into 3 groups
+    groups = [ground_truth_record(space, tiny_corpus, TOY_MODEL, TOY_TRAIN, split, 5, group=g) for g in range(3)]
+    assert [[c["cell_id"] for c in g["cells"]] for g in groups] == [[0], [1], [2, 3]]
+    for group, record in enumerate(groups):
+        write_json(tmp_path / "seed_5" / f"group_{group}" / GROUND_TRUTH, record)
+    merged = merged_groups(tmp_path / "seed_5", 3)
+    one_per_batch = ground_truth_record(space, tiny_corpus, TOY_MODEL, TOY_TRAIN,
+                                        GroundTruthConfig(workers=1, cells_per_batch=1), 5)
+    assert merged["cells"] == one_per_batch["cells"]  # the same batches, so the same numbers
+    assert [c["cell_id"] for c in merged["cells"]] == [c["cell_id"] for c in whole["cells"]]
+    with pytest.raises(NasevalError, match="its groups were trained as \\['3'\\] groups, the analysis reads 2"):
+        merged_groups(tmp_path / "seed_5", 2)
+
+
+def test_cell_groups_must_count_from_zero_and_not_outnumber_the_batches(tiny_corpus):
+    with pytest.raises(NasevalError, match=r"cell_groups: expected the list 0, 1, .* groups, got \[1, 2\]"):
+        GroundTruthConfig(cell_groups=(1, 2))
+    five = GroundTruthConfig(cells_per_batch=1, cell_groups=(0, 1, 2, 3, 4))
+    with pytest.raises(NasevalError, match="5 groups of 4 batches of cells: expected at most 4"):
+        ground_truth_record(SearchSpace(1), tiny_corpus, TOY_MODEL, TOY_TRAIN, five, 5, group=0)
 
 
 def test_finished_cells_of_another_ground_truth_run_are_refused(tmp_path, tiny_corpus):
