@@ -24,7 +24,7 @@ def _launch(targets: list[str] | None, executor: str, config: Path | None) -> La
 
 
 def launch(
-    targets: list[str] = typer.Argument(None, help="Stages to reach (default: all), e.g. ground_truth@0."),
+    targets: list[str] = typer.Argument(None, help="Stages to reach (default: all), e.g. ground_truth@0-0."),
     executor: str = EXECUTOR,
     config: Path = CONFIG,
     wait: bool = typer.Option(False, "--wait", help="Follow the campaign to its end, submitting each wave."),

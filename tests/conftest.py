@@ -16,14 +16,18 @@ def _no_dvc_analytics(monkeypatch):
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
 
 
-@pytest.fixture
-def ptb_dir() -> Path:
-    """The real PTB: NASEVAL_PTB_DIR, else the shared copy beside the checkout."""
+def find_ptb() -> Path:
+    """The real PTB: NASEVAL_PTB_DIR, else the shared copy beside the checkout; skips without it."""
     candidates = [os.environ.get("NASEVAL_PTB_DIR"), ROOT.parent / "shared" / "data" / "ptb"]
     for candidate in candidates:
         if candidate and (Path(candidate) / "ptb.train.txt").is_file():
             return Path(candidate).resolve()
     pytest.skip("PTB not found: set NASEVAL_PTB_DIR")
+
+
+@pytest.fixture
+def ptb_dir() -> Path:
+    return find_ptb()
 
 
 @pytest.fixture

@@ -87,7 +87,8 @@ class FakeExecutor(Executor):
 
 
 def launch_with(tmp_path: Path, executor: Executor, retries: int = 1) -> Launch:
-    return Launch(tmp_path, [], LaunchConfig(campaign_dir="campaign", retries=retries), executor)
+    config = LaunchConfig(campaign_dir="campaign", remote="shared", retries=retries)  # no DVC cache to look up
+    return Launch(tmp_path, [], config, executor)
 
 
 def test_the_ledger_keeps_a_second_launch_from_submitting_twice(tmp_path):
@@ -142,12 +143,12 @@ def test_the_slurm_script_asks_for_what_launch_yaml_says(tmp_path):
     config = LaunchConfig(slurm=SlurmConfig(partition="gpu", gres="gpu:1", time="02:00:00", mem="32G",
                                             ground_truth_time="48:00:00", extra=("--account=nas",)))
     executor = SlurmExecutor(config)
-    job = JobSpec("ground_truth@0", "k1", "abc", tmp_path, tmp_path / "campaign", None)
+    job = JobSpec("ground_truth@0", "k1", "abc", tmp_path, tmp_path / "campaign", "/cache")
     script = executor.script(job)
     for option in ("--job-name=naseval-k1", "--requeue", "--partition=gpu", "--gres=gpu:1", "--mem=32G",
                    "--time=48:00:00", "--account=nas", f"--chdir={tmp_path}"):
         assert f"#SBATCH {option}\n" in script
-    assert "--time=02:00:00" in executor.script(JobSpec("train@a-0", "k2", "abc", tmp_path, tmp_path, None))
+    assert "--time=02:00:00" in executor.script(JobSpec("train@a-0", "k2", "abc", tmp_path, tmp_path, "/cache"))
     assert script.splitlines()[-1].startswith("exec ") and "naseval.campaign.job" in script
 
 
@@ -195,7 +196,7 @@ def test_a_stage_key_changes_with_its_inputs_and_those_of_the_stages_it_needs(ke
                        "train@random_ws-0", "train@random_ws-1", "analyze"}
     (keyed / "naseval" / "model.py").write_text("# changed\n" + (keyed / "naseval" / "model.py").read_text())
     code_changed = read_pipeline(keyed)
-    assert code_changed.stages["ground_truth@0"].key != after.stages["ground_truth@0"].key
+    assert code_changed.stages["ground_truth@0-0"].key != after.stages["ground_truth@0-0"].key
     assert code_changed.stages["extract@random-0"].key != after.stages["extract@random-0"].key  # its search's
     assert code_changed.stages["prepare"].key == after.stages["prepare"].key
 

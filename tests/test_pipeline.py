@@ -36,7 +36,7 @@ def test_repro_then_experiment_with_another_policy(repo):
     reliability = first["ground_truth"]["reliability"]
     assert -1 <= reliability["seed_to_seed_tau"] <= 1 and 0 <= reliability["ceiling_tau"] <= 1
     assert first["comparison"]["verdict_metric"] == "ground_truth_valid_ppl"
-    for stage_output in ("data/prepared", "runs/policies/random/seed_0/search", "runs/ground_truth/seed_1",
+    for stage_output in ("data/prepared", "runs/policies/random/seed_0/search", "runs/ground_truth/seed_1/group_0",
                          "runs/policies/random_ws/seed_1/train"):
         assert json.loads((repo / stage_output / "environment.json").read_text())["torch"]
     assert {p.name for p in (repo / "metrics" / "figures").iterdir()} == {
@@ -49,7 +49,7 @@ def test_repro_then_experiment_with_another_policy(repo):
     run(repo, "git", "commit", "-qm", "default run")
     experiment = run(repo, "dvc", "exp", "run", "-S", "policy=random").stdout
     assert "Running stage 'analyze'" in experiment
-    for stage in ("search@random-0", "train@random-1", "ground_truth@0"):
+    for stage in ("search@random-0", "train@random-1", "ground_truth@0-0"):
         assert f"Running stage '{stage}'" not in experiment
     second = summary(repo)
     assert set(second["policies"]) == {"random"}
@@ -75,7 +75,7 @@ def test_experiments_with_the_search_policies(repo):
                          f"space.cell_output={cell_output}").stdout
         assert f"Running stage 'search@{policy}-1'" in experiment
         # the baseline and the ground truth follow the rule: each rule's are trained once
-        assert ("Running stage 'ground_truth@0'" in experiment) == trains_ground_truth
+        assert ("Running stage 'ground_truth@0-0'" in experiment) == trains_ground_truth
         result = summary(repo)
         assert set(result["policies"]) == {policy, "random"}
         assert result["experiment"]["cell_output"] == cell_output
@@ -85,7 +85,7 @@ def test_experiments_with_the_search_policies(repo):
             run_folder = repo / "runs" / "policies" / name / "seed_0"
             assert json.loads((run_folder / "top.json").read_text())["cell_output"] == cell_output
             assert json.loads((run_folder / "train" / "metrics.json").read_text())["cell_output"] == cell_output
-        truth = json.loads((repo / "runs" / "ground_truth" / "seed_0" / "cells.json").read_text())
+        truth = json.loads((repo / "runs" / "ground_truth" / "seed_0" / "group_0" / "cells.json").read_text())
         assert truth["cell_output"] == cell_output
         run_folder = repo / "runs" / "policies" / policy / "seed_0"
         trace = (run_folder / "search" / "trace.csv").read_text().splitlines()

@@ -32,11 +32,15 @@ def merge(base: dict, override: dict) -> dict:
     return merged
 
 
+def environment(extra: dict | None = None) -> dict:
+    """This process's environment with this environment's python and dvc first on PATH."""
+    env = {**os.environ, **(extra or {}), "DVC_NO_ANALYTICS": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return env
+
+
 def run(repo: Path, *command: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    bin_dir = Path(sys.executable).parent  # this environment's python and dvc
-    env = {**os.environ, **(env or {}), "DVC_NO_ANALYTICS": "1"}
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
-    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=repo, env=environment(env), capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
     return result
 

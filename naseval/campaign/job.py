@@ -29,8 +29,10 @@ def job_id() -> str:
     return f"slurm:{os.environ['SLURM_JOB_ID']}" if "SLURM_JOB_ID" in os.environ else f"local:{os.getpid()}"
 
 
-def run_job(workspace: Path, campaign: Campaign, stage: str, key: str, commit: str, remote: str | None) -> int:
-    """Run `stage` and write its outcome; the return code is `dvc repro`'s."""
+def run_job(workspace: Path, campaign: Campaign, stage: str, key: str, commit: str, storage: str) -> int:
+    """Run `stage` and write its outcome; the return code is `dvc repro`'s. `storage`: the shared
+    DVC cache folder, or `remote:<name>` for a DVC remote."""
+    remote = storage.removeprefix("remote:") if storage.startswith("remote:") else None
     this_job = job_id()
     clone = campaign.clone_folder(key, this_job)
     campaign.remove_clone(key, this_job)  # a requeued Slurm job starts again in the same place
@@ -47,12 +49,12 @@ def run_job(workspace: Path, campaign: Campaign, stage: str, key: str, commit: s
     try:
         subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(workspace), str(clone)], check=True)
         step("git", "checkout", "--quiet", commit)
-        if remote:
+        if remote:  # --pull: the stages it needs come from the remote's run-cache and objects
             step(*DVC, "config", "--local", "core.remote", remote)
-            step(*DVC, "pull", "--quiet", "--run-cache", "--allow-missing")
-        else:
-            step(*DVC, "cache", "dir", "--local", str(shared_cache(workspace)))
-        step(*DVC, "repro", stage)
+            step(*DVC, "repro", "--pull", stage)
+        else:  # as `dvc cache dir --local` would, without starting DVC once more
+            (clone / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {storage}\n")
+            step(*DVC, "repro", stage)
         if remote:
             step(*DVC, "push", "--quiet", "--run-cache")
         returncode = 0
@@ -70,22 +72,15 @@ def run_job(workspace: Path, campaign: Campaign, stage: str, key: str, commit: s
     return returncode
 
 
-def shared_cache(workspace: Path) -> Path:
-    from dvc.repo import Repo
-
-    with Repo(str(workspace)) as repo:
-        return Path(repo.cache.local_cache_dir).resolve()  # objects and run-cache below it
-
-
 def main(
     workspace: Path = typer.Option(..., help="The launching workspace (a git repository)."),
     campaign: Path = typer.Option(..., help="The campaign's shared folder."),
     stage: str = typer.Option(..., help="The DVC stage to run."),
     key: str = typer.Option(..., help="The stage's key."),
     commit: str = typer.Option(..., help="The launch's commit."),
-    remote: str = typer.Option("", help="A DVC remote to pull from and push to instead of a shared cache."),
+    storage: str = typer.Option(..., help="The shared DVC cache folder, or remote:<name> for a DVC remote."),
 ) -> None:
-    sys.exit(run_job(workspace, Campaign(campaign), stage, key, commit, remote or None))
+    sys.exit(run_job(workspace, Campaign(campaign), stage, key, commit, storage))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,142 @@
+"""Integration: tiny campaigns through `naseval launch` on this machine's processes and on a real
+single-node Slurm, each collected by `dvc repro` and compared with a serial `dvc repro`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import slurm_cluster
+from conftest import find_ptb
+from tiny_repo import environment, run, tiny_repo
+
+pytestmark = pytest.mark.integration
+
+NASEVAL = (sys.executable, "-m", "stages.cli")
+STAGES = 17  # prepare, oracle, 2 ground-truth seeds, 4 searches, extracts and trains, analyze
+
+
+@pytest.fixture(scope="module")
+def ptb() -> Path:
+    path = find_ptb()
+    os.environ.setdefault("NASEVAL_PTB_DIR", str(path))  # every repo below, and their jobs, read it
+    return path
+
+
+@pytest.fixture(scope="module")
+def serial_summary(ptb, tmp_path_factory) -> bytes:
+    repo = tiny_repo(tmp_path_factory.mktemp("serial"))
+    run(repo, "dvc", "repro")
+    return (repo / "metrics" / "summary.json").read_bytes()
+
+
+def campaign_repo(path: Path, launch_yaml: str) -> Path:
+    repo = tiny_repo(path)
+    (repo / "launch.yaml").write_text(launch_yaml)
+    run(repo, "git", "add", "launch.yaml")
+    run(repo, "git", "commit", "-qm", "launch settings")
+    return repo
+
+
+def ledger(repo: Path) -> dict:
+    path = repo / ".naseval" / "campaign" / "ledger.json"
+    return json.loads(path.read_text())["jobs"] if path.is_file() else {}
+
+
+def outcome(repo: Path, key: str) -> dict:
+    return json.loads((repo / ".naseval" / "campaign" / "jobs" / key / "outcome.json").read_text())
+
+
+def collect(repo: Path, serial_summary: bytes) -> None:
+    """`dvc repro` restores every stage from the run-cache, runs none, and equals the serial run."""
+    collected = run(repo, "dvc", "repro").stdout
+    assert "Running stage" not in collected and collected.count("is cached - skipping run") == STAGES
+    assert "Data and pipelines are up to date." in run(repo, "dvc", "status").stdout
+    assert (repo / "metrics" / "summary.json").read_bytes() == serial_summary
+
+
+def most_at_once(repo: Path) -> int:
+    """The most jobs that ran at the same time, from the ledger's submissions and the outcomes."""
+    def seconds(stamp: str) -> float:
+        return datetime.fromisoformat(stamp).timestamp()
+
+    spans = [(seconds(entry["attempts"][-1]["submitted"]), seconds(outcome(repo, key)["ended"]))
+             for key, entry in ledger(repo).items()]
+    return max(sum(start <= moment < end for start, end in spans) for moment, _ in spans)
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_a_local_campaign_two_jobs_at_a_time_outlives_a_killed_driver_and_equals_a_serial_run(
+        tmp_path, serial_summary):
+    repo = campaign_repo(tmp_path, "poll_seconds: 0.5\nlocal:\n  jobs: 2\n")
+    driver = subprocess.Popen([*NASEVAL, "launch", "--executor", "local", "--wait"], cwd=repo, env=environment(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(ledger(repo)) >= 3, 120, "the second wave's submissions")
+    driver.send_signal(signal.SIGKILL)  # its jobs run on; the ledger knows them
+    driver.wait()
+    status = run(repo, *NASEVAL, "status", "--executor", "local").stdout
+    assert sum(" active " in line or " done " in line for line in status.splitlines()) >= 3
+    run(repo, *NASEVAL, "launch", "--executor", "local", "--wait")
+    jobs = ledger(repo)
+    assert len(jobs) == STAGES and all(len(entry["attempts"]) == 1 for entry in jobs.values())  # none twice
+    assert all(outcome(repo, key)["succeeded"] for key in jobs)
+    assert most_at_once(repo) == 2
+    collect(repo, serial_summary)
+
+
+@pytest.fixture
+def slurm(tmp_path_factory):
+    reason = slurm_cluster.available()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the Slurm tests: {reason}")
+        pytest.skip(reason)
+    cluster = slurm_cluster.Cluster(tmp_path_factory.mktemp("slurm"))
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+def test_a_slurm_campaign_submits_nothing_twice_collects_and_resumes_a_cancelled_job(
+        tmp_path, serial_summary, slurm):
+    repo = campaign_repo(tmp_path, "poll_seconds: 0.5\nslurm:\n  cpus_per_task: 1\n  time: \"00:20:00\"\n")
+    first = run(repo, *NASEVAL, "launch", env=slurm).stderr
+    second = run(repo, *NASEVAL, "launch", env=slurm).stderr
+    assert "submitted 1: prepare" in first and "submitted" not in second
+    run(repo, *NASEVAL, "launch", "--wait", env=slurm)
+    jobs = ledger(repo)
+    assert len(jobs) == STAGES and all(len(entry["attempts"]) == 1 for entry in jobs.values())
+    collect(repo, serial_summary)
+
+    # A longer ground truth, one cell per batch, so that a job can be cancelled between cells.
+    params = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(params.replace("cells_per_batch: 16", "cells_per_batch: 1")
+                                      .replace("epochs: 1\n", "epochs: 8\n"))
+    run(repo, "git", "commit", "-qam", "longer ground truth")
+    driver = subprocess.Popen([*NASEVAL, "launch", "--wait", "ground_truth@0-0"], cwd=repo,
+                              env=environment(slurm), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    resume = repo / ".naseval" / "campaign" / "resume"
+    wait_for(lambda: any(resume.glob("*/group_0/cell_0.json")), 180, "the ground truth's first cell")
+    key = next(resume.glob("*/group_0/cell_0.json")).parts[-3]
+    cancelled = ledger(repo)[key]["attempts"][0]["job_id"]
+    run(repo, "scancel", cancelled.removeprefix("slurm:"), env=slurm)
+    output, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 0, output
+    attempts = ledger(repo)[key]["attempts"]
+    assert [a["job_id"] for a in attempts][0] == cancelled and len(attempts) == 2
+    log = (repo / ".naseval" / "campaign" / "jobs" / key / f"slurm-{attempts[1]['job_id'][6:]}.log").read_text()
+    assert "resumed: " in log and "of 4 cells were already trained" in log
+    restored = run(repo, "dvc", "repro", "ground_truth@0-0").stdout
+    assert "Stage 'ground_truth@0-0' is cached" in restored and "Running stage" not in restored
