@@ -9,6 +9,7 @@ a new launch read them back.
 
 from __future__ import annotations
 
+import functools
 import logging
 import subprocess
 import time
@@ -35,6 +36,16 @@ class Launch:
     def __post_init__(self) -> None:
         self.workspace = self.workspace.resolve()
         self.campaign = Campaign(self.config.campaign_folder(self.workspace))
+
+    @functools.cached_property
+    def storage(self) -> str:
+        """What the jobs share: the workspace's DVC cache (objects and run-cache), or a remote."""
+        if self.config.remote:
+            return f"remote:{self.config.remote}"
+        from dvc.repo import Repo
+
+        with Repo(str(self.workspace)) as repo:
+            return str(Path(repo.cache.local_cache_dir).resolve())
 
     def run(self, wait: bool = False, dry_run: bool = False) -> Plan:
         """Submit what is ready; with `wait`, until every target stage is done or failed."""
@@ -64,7 +75,7 @@ class Launch:
             submitted, adopted_any = [], False
             for name, device in zip(current.having(State.READY), self.executor.free_devices(busy), strict=False):
                 stage = pipeline.stages[name]
-                job = JobSpec(name, stage.key, commit, self.workspace, self.campaign.folder, self.config.remote)
+                job = JobSpec(name, stage.key, commit, self.workspace, self.campaign.folder, self.storage)
                 known = entries.get(stage.key, {"attempts": []})["attempts"]
                 adopted = self.executor.queued_as(job)  # submitted by a launch whose ledger write was lost
                 if adopted and adopted not in [a["job_id"] for a in known]:

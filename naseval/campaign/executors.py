@@ -26,7 +26,7 @@ class JobSpec:
     commit: str
     workspace: Path
     campaign: Path
-    remote: str | None
+    storage: str  # the shared DVC cache folder, or remote:<name>
 
     @property
     def name(self) -> str:
@@ -35,7 +35,7 @@ class JobSpec:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "naseval.campaign.job", "--workspace", str(self.workspace),
                 "--campaign", str(self.campaign), "--stage", self.stage, "--key", self.key,
-                "--commit", self.commit, "--remote", self.remote or ""]
+                "--commit", self.commit, "--storage", self.storage]
 
     def log_folder(self) -> Path:
         return self.campaign / "jobs" / self.key
