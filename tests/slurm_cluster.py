@@ -98,3 +98,11 @@ class Cluster:
                     break
                 time.sleep(0.1)
         shutil.rmtree(self.folder / "state", ignore_errors=True)
+
+
+if __name__ == "__main__":  # python tests/slurm_cluster.py FOLDER: a cluster to try naseval launch on
+    import sys
+
+    cluster = Cluster(Path(sys.argv[1]).resolve())
+    cluster.start()
+    print(f"export SLURM_CONF={cluster.conf}\n# to stop it: kill {' '.join(map(str, cluster.pids))}")
