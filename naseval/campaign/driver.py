@@ -68,10 +68,12 @@ class Launch:
     def step(self, pipeline: Pipeline, commit: str, dry_run: bool) -> tuple[Plan, list[str]]:
         """One look at the campaign and one round of submissions, under the ledger's lock."""
         with self.campaign.ledger() as entries:
-            current = self.plan(pipeline, entries)
+            alive = self.alive(entries)
+            current = self.plan(pipeline, entries, alive)
             if dry_run:
                 return current, []
-            busy = [attempt["device"] for attempt in self.active_attempts(entries)]
+            busy = [entry["attempts"][-1]["device"] for entry in entries.values()
+                    if entry["attempts"][-1]["job_id"] in alive]
             submitted, adopted_any = [], False
             for name, device in zip(current.having(State.READY), self.executor.free_devices(busy), strict=False):
                 stage = pipeline.stages[name]
@@ -85,30 +87,27 @@ class Launch:
                 job_id = self.executor.submit(job, device)
                 record_attempt(entries, stage.key, name, job_id, self.executor.name, commit, device)
                 submitted.append(name)
-            return (self.plan(pipeline, entries) if submitted or adopted_any else current), submitted
+            if submitted or adopted_any:
+                current = self.plan(pipeline, entries, self.alive(entries))
+            return current, submitted
 
-    def plan(self, pipeline: Pipeline, entries: dict) -> Plan:
-        alive = self.executor.alive([a["job_id"] for a in self.active_candidates(entries)])
+    def plan(self, pipeline: Pipeline, entries: dict, alive: set[str]) -> Plan:
         facts = {key: JobFacts(succeeded=self.campaign.succeeded(key),
                                active=entry["attempts"][-1]["job_id"] in alive,
                                attempts=len(entry["attempts"]))
                  for key, entry in entries.items()}
         return plan(pipeline, self.targets, facts, self.config.retries)
 
-    def active_candidates(self, entries: dict) -> list[dict]:
-        """Each key's latest attempt on this executor: the only one that can still be running."""
-        latest = [entry["attempts"][-1] for entry in entries.values()]
-        return [a for a in latest if a["job_id"].startswith(f"{self.executor.name}:")]
-
-    def active_attempts(self, entries: dict) -> list[dict]:
-        candidates = self.active_candidates(entries)
-        alive = self.executor.alive([a["job_id"] for a in candidates])
-        return [a for a in candidates if a["job_id"] in alive]
+    def alive(self, entries: dict) -> set[str]:
+        """The job ids queued or running, asked of the executor once: each key's latest attempt
+        on this executor is the only one that can still be running."""
+        latest = [entry["attempts"][-1]["job_id"] for entry in entries.values()]
+        return self.executor.alive([job_id for job_id in latest if job_id.startswith(f"{self.executor.name}:")])
 
     def cancel(self) -> list[str]:
         """Cancel every active job of this campaign on this executor; the stages cancelled."""
         with self.campaign.ledger() as entries:
-            active = {a["job_id"] for a in self.active_attempts(entries)}
+            active = self.alive(entries)
             cancelled = []
             for entry in entries.values():
                 if entry["attempts"][-1]["job_id"] in active:
@@ -120,7 +119,7 @@ class Launch:
         """One row per stage the targets need: its state, attempts, last job and outcome."""
         pipeline = read_pipeline(self.workspace)
         with self.campaign.ledger() as entries:
-            current = self.plan(pipeline, entries)
+            current = self.plan(pipeline, entries, self.alive(entries))
         rows = []
         for name, state in current.states.items():
             key = pipeline.stages[name].key

@@ -7,11 +7,13 @@ executor's name (`slurm:1234`, `local:5678`), so the ledger can be read by eithe
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import subprocess
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,10 +57,10 @@ class Executor(ABC):
     @abstractmethod
     def cancel(self, job_id: str) -> None: ...
 
-    def free_devices(self, busy: list[str | None]) -> list[str | None]:
+    def free_devices(self, busy: list[str | None]) -> Iterable[str | None]:
         """What new jobs may start on, one entry per job that may start now; `busy`: the
         devices of this executor's active jobs. Unlimited (the scheduler queues) by default."""
-        return [None] * 1_000_000
+        return itertools.repeat(None)
 
     def queued_as(self, job: JobSpec) -> str | None:
         """The id of a job for `job`'s key the executor already has, the ledger aside."""

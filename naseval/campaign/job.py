@@ -52,11 +52,10 @@ def run_job(workspace: Path, campaign: Campaign, stage: str, key: str, commit: s
         if remote:  # --pull: the stages it needs come from the remote's run-cache and objects
             step(*DVC, "config", "--local", "core.remote", remote)
             step(*DVC, "repro", "--pull", stage)
+            step(*DVC, "push", "--quiet", "--run-cache")
         else:  # as `dvc cache dir --local` would, without starting DVC once more
             (clone / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {storage}\n")
             step(*DVC, "repro", stage)
-        if remote:
-            step(*DVC, "push", "--quiet", "--run-cache")
         returncode = 0
     except subprocess.CalledProcessError as error:
         returncode = error.returncode
