@@ -46,7 +46,7 @@ def main() -> None:
     print("\n| experiment | seconds |\n|---|---:|")
     for name, seconds in times:
         print(f"| `{name}` | {seconds:.0f} |")
-    subprocess.run([sys.executable, "-m", "stages.compare", "--markdown", "ablation.md", "--ablation-csv",
+    subprocess.run([sys.executable, "-m", "naseval.cli", "compare", "--markdown", "ablation.md", "--ablation-csv",
                     "ablation.csv", "--figure", "ablation.png"], check=True)
 
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import slurm_cluster  # noqa: E402
 from tiny_repo import run, tiny_repo  # noqa: E402
 
-NASEVAL = (sys.executable, "-m", "stages.cli")
+NASEVAL = (sys.executable, "-m", "naseval.cli")
 
 
 def timed(repo: Path, *command: str, env: dict | None = None) -> float:
@@ -60,7 +60,7 @@ def main() -> None:
                 results["slurm"] = campaign(scratch / "slurm", "slurm", args.jobs, env=cluster.start())
             finally:
                 cluster.stop()
-    from naseval.runtime import processor_name
+    from naseval.core.runtime import processor_name
 
     results["machine"] = {"cpu": processor_name(), "cores": os.cpu_count()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 For each population of tests/test_reliability.py (true log perplexities of 32 cells and each
 cell's noise), draws 200 ground truths of k seeds, estimates the ceiling from each
-(`naseval.reliability.ceiling_tau`) and compares with the true expected tau of the k-seed mean
+(`naseval.analysis.reliability.ceiling_tau`) and compares with the true expected tau of the k-seed mean
 against the true order. Prints bias and root-mean-square error per population and seed count.
 
     python bench/ceiling_validation.py   (about 3 minutes on 2 cores)
@@ -20,7 +20,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from test_reliability import CELLS, PLATEAU, SYNTHETIC, true_ceiling  # noqa: E402
 
-from naseval.reliability import ceiling_tau, seed_to_seed_tau  # noqa: E402
+from naseval.analysis.reliability import ceiling_tau, seed_to_seed_tau  # noqa: E402
 
 
 def main(draws: int = 200) -> None:

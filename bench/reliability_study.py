@@ -4,7 +4,7 @@ Trains every cell of the default space with several seeds for each configuration
 default profile with one thing changed), and reads shorter budgets off the learning curves: a
 cell's result after e epochs is its best validation perplexity up to epoch e, which is what an
 e-epoch run gives (NT-ASGD's switch and the best state depend only on earlier epochs). For
-each (configuration, epochs) it prints the ground truth's reliability (`naseval.reliability`:
+each (configuration, epochs) it prints the ground truth's reliability (`naseval.analysis.reliability`:
 ceiling tau of the k-seed mean, leave-one-seed-out tau, seed-to-seed tau) and the ground
 truth's wall and CPU seconds per seed on this machine; then, for budgets it did not measure,
 the ceiling that 3 to 5 seeds would give as a function of the seed-to-seed tau.
@@ -31,13 +31,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from naseval.data import DataConfig, locate_ptb, tokenize  # noqa: E402
-from naseval.ground_truth import GroundTruthConfig, ground_truth_record  # noqa: E402
-from naseval.model import ModelConfig  # noqa: E402
-from naseval.params import load, read_params  # noqa: E402
-from naseval.reliability import ceiling_tau, leave_one_seed_out, seed_to_seed_tau  # noqa: E402
-from naseval.space import SearchSpace  # noqa: E402
-from naseval.train import TrainConfig  # noqa: E402
+from naseval.analysis.reliability import ceiling_tau, leave_one_seed_out, seed_to_seed_tau  # noqa: E402
+from naseval.core.data import DataConfig, locate_ptb, tokenize  # noqa: E402
+from naseval.core.ground_truth_config import GroundTruthConfig  # noqa: E402
+from naseval.core.params import load, read_params  # noqa: E402
+from naseval.core.space import SearchSpace  # noqa: E402
+from naseval.nn.model import ModelConfig  # noqa: E402
+from naseval.training.ground_truth import ground_truth_record  # noqa: E402
+from naseval.training.recipe import TrainConfig  # noqa: E402
 
 # name -> overrides of params.yaml's data, model and train sections
 CONFIGS: dict[str, dict[str, dict]] = {

@@ -32,11 +32,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from naseval.batched import BatchedLanguageModel, evaluate_cells  # noqa: E402
-from naseval.batched_train import StackedNTASGD, clip_per_cell  # noqa: E402
-from naseval.model import LanguageModel, ModelConfig  # noqa: E402
-from naseval.runtime import keep_freed_memory  # noqa: E402
-from naseval.space import SearchSpace  # noqa: E402
+from naseval.core.runtime import keep_freed_memory  # noqa: E402
+from naseval.core.space import SearchSpace  # noqa: E402
+from naseval.nn.model import LanguageModel, ModelConfig  # noqa: E402
+from naseval.nn.stacked import StackedLanguageModel, evaluate_cells  # noqa: E402
+from naseval.training.stacked import StackedNTASGD, clip_per_cell  # noqa: E402
 
 SIZES = {  # vocabulary, hidden (= embedding), batch, bptt; cells in a batched row
     "default": {"vocab": 2000, "hidden": 64, "batch": 64, "bptt": 35, "cells": 32},
@@ -129,7 +129,7 @@ def run_case(case: Case) -> dict:
 
     if case.implementation == "batched":
         cells = list(SearchSpace(2).enumerate())[:size["cells"]]
-        batched = BatchedLanguageModel(model, cells)
+        batched = StackedLanguageModel(model, cells)
         optimizer = StackedNTASGD(list(batched.parameters()), 8e-7, len(cells))
         hidden = batched.init_hidden(B)
 

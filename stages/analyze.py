@@ -5,15 +5,14 @@ from pathlib import Path
 
 import typer
 
-from naseval.analysis import TAU_COLUMNS, TRACE_COLUMNS, AnalysisConfig, Experiment, analyze
-from naseval.figures import render_figures
-from naseval.ground_truth import GroundTruthConfig
-from naseval.params import build, load, read_params
-from naseval.policies import get_policy
-from naseval.records import read_ground_truth, read_run
-from naseval.report import render_report
-from naseval.runtime import atomic_directory, environment, read_json, write_atomic, write_csv, write_json
-from stages.common import run_stage
+from naseval.analysis.figures import render_figures
+from naseval.analysis.inputs import read_ground_truth, read_run
+from naseval.analysis.report import render_report
+from naseval.analysis.summary import TAU_COLUMNS, TRACE_COLUMNS, AnalysisConfig, Experiment, analyze
+from naseval.core.command import run_stage
+from naseval.core.ground_truth_config import GroundTruthConfig
+from naseval.core.params import build, load, read_params
+from naseval.core.runtime import atomic_directory, environment, read_json, write_atomic, write_csv, write_json
 
 
 def main(
@@ -31,8 +30,6 @@ def main(
     values = read_params(params)
     experiment = build(Experiment, {k: values.get(k) for k in ("policy", "baseline", "seeds")}, "")
     config = load(AnalysisConfig, values, "analysis")
-    for policy in experiment.policies:
-        get_policy(policy)
     records = [read_run(runs, p, s) for p in experiment.policies for s in experiment.seeds]
     truth_config = load(GroundTruthConfig, values, "ground_truth")
     truth = read_ground_truth(ground_truth, list(truth_config.seeds), len(truth_config.cell_groups))

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import typer
 
-from naseval.params import load, read_params
-from naseval.records import SEARCH_RESULT, top_candidate
-from naseval.runtime import environment, read_json, write_json
-from naseval.space import SearchSpace, parse_genotype
-from stages.common import run_stage
+from naseval.core.command import run_stage
+from naseval.core.params import load, read_params
+from naseval.core.records import SEARCH_RESULT, top_candidate
+from naseval.core.runtime import environment, read_json, write_json
+from naseval.core.space import SearchSpace, parse_genotype
 
 
 def main(

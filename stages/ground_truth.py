@@ -4,12 +4,12 @@ from pathlib import Path
 
 import typer
 
-from naseval.data import load_corpus
-from naseval.ground_truth import GroundTruthConfig, ground_truth_record
-from naseval.model import ModelConfig
-from naseval.params import load, read_params
-from naseval.records import GROUND_TRUTH
-from naseval.runtime import (
+from naseval.core.command import run_stage
+from naseval.core.data import load_corpus
+from naseval.core.ground_truth_config import GroundTruthConfig
+from naseval.core.params import load, read_params
+from naseval.core.records import GROUND_TRUTH
+from naseval.core.runtime import (
     ENVIRONMENT,
     RESUME,
     atomic_directory,
@@ -19,9 +19,10 @@ from naseval.runtime import (
     write_csv,
     write_json,
 )
-from naseval.space import SearchSpace
-from naseval.train import TrainConfig
-from stages.common import run_stage
+from naseval.core.space import SearchSpace
+from naseval.nn.model import ModelConfig
+from naseval.training.ground_truth import ground_truth_record
+from naseval.training.recipe import TrainConfig
 
 
 def main(

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import typer
 
-from naseval.data import DataConfig, default_download_dir, locate_ptb, save_corpus, tokenize
-from naseval.params import load, read_params
-from naseval.runtime import ENVIRONMENT, atomic_directory, environment, write_json
-from stages.common import run_stage
+from naseval.core.command import run_stage
+from naseval.core.data import DataConfig, default_download_dir, locate_ptb, save_corpus, tokenize
+from naseval.core.params import load, read_params
+from naseval.core.runtime import ENVIRONMENT, atomic_directory, environment, write_json
 
 
 def main(
@@ -20,7 +20,7 @@ def main(
     corpus = tokenize(files, config)
     with atomic_directory(out) as folder:
         save_corpus(corpus, folder)
-        write_json(folder / "meta.json", corpus.describe(files, config))
+        write_json(folder / "meta.json", corpus.metadata(files, config))
         write_json(folder / ENVIRONMENT, environment())
 
 

@@ -5,14 +5,12 @@ from pathlib import Path
 import torch
 import typer
 
-from naseval.batched_train import train_one
-from naseval.checkpoint import Checkpoint, fingerprint
-from naseval.data import load_corpus
-from naseval.errors import TrainingDiverged
-from naseval.model import ModelConfig
-from naseval.params import load, read_params
-from naseval.records import TRAIN_METRICS, read_top
-from naseval.runtime import (
+from naseval.core.command import run_stage
+from naseval.core.data import load_corpus
+from naseval.core.errors import TrainingDiverged
+from naseval.core.params import load, read_params
+from naseval.core.records import TRAIN_METRICS, read_top
+from naseval.core.runtime import (
     ENVIRONMENT,
     RESUME,
     atomic_directory,
@@ -22,9 +20,11 @@ from naseval.runtime import (
     write_csv,
     write_json,
 )
-from naseval.space import SearchSpace, parse_genotype
-from naseval.train import TrainConfig, train_cell
-from stages.common import run_stage
+from naseval.core.space import SearchSpace, parse_genotype
+from naseval.nn.model import ModelConfig
+from naseval.training.checkpoint import Checkpoint, fingerprint
+from naseval.training.recipe import TrainConfig, train_cell_reference
+from naseval.training.stacked import train_cell_stacked
 
 
 def main(
@@ -53,7 +53,7 @@ def main(
                  top["policy"], top["seed"], top["cell_output"], seed)
         checkpoint = Checkpoint(folder / RESUME / "train.pt",
                                 fingerprint("train", top, seed, space, model_config, config, corpus.digest()))
-        train = train_one if config.implementation == "fast" else train_cell
+        train = train_cell_stacked if config.implementation == "fast" else train_cell_reference
         try:
             result = train(genotype, corpus, space.nodes, model_config, config, seed,
                                 cell_output=top["cell_output"], checkpoint=checkpoint)

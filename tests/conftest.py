@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from naseval.data import Corpus
+from naseval.core.data import Corpus
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,19 +46,22 @@ TOP_CELL = {"status": "ok", "policy": "random", "seed": 0, "cell_id": 13, "genot
 
 
 def tiny_stage_inputs(root: Path, corpus: Corpus, **train) -> dict:
-    """What stages read, at toy size, under `root`: prepared data, params.yaml (hidden 8, batches of 8;
+    """What stages read, at toy size, under `root`: prepared data, params.yaml (hidden 8, batches of 8,
+    for the cells and the supernet;
     `train` overrides the recipe) and top.json. Returns the params for further edits."""
     import json
 
     import yaml
 
-    from naseval.data import save_corpus
-    from naseval.params import read_params
+    from naseval.core.data import save_corpus
+    from naseval.core.params import read_params
 
     save_corpus(corpus, root / "data")
     params = read_params(ROOT / "params.yaml")
     params["model"] = {"hidden_size": 8}
     params["train"] |= {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10, **train}
+    params["search"]["supernet"] = {"model": {"hidden_size": 8},
+                                    "train": {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10}}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     (root / "top.json").write_text(json.dumps(TOP_CELL))
     return params

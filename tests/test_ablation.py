@@ -2,7 +2,7 @@
 
 import pytest
 
-from naseval.ablation import ablation_csv_rows, ablation_markdown, ablation_rows, collect, cost_sentences
+from naseval.analysis.ablation import ablation_csv_rows, ablation_markdown, ablation_rows, collect, cost_sentences
 
 TRUTH = {"digest": "gt-a", "seeds": [0, 1, 2]}
 

@@ -2,8 +2,9 @@ import dataclasses
 
 import pytest
 
-from naseval.analysis import AnalysisConfig, Experiment, GroundTruth, RunRecord, analyze
-from naseval.errors import NasevalError
+from naseval.analysis.inputs import read_trace
+from naseval.analysis.summary import AnalysisConfig, Experiment, GroundTruth, RunRecord, analyze
+from naseval.core.errors import NasevalError
 
 TRUTH = GroundTruth({
     0: {0: 60.0, 1: 61.0, 2: 62.0, 3: 63.0},
@@ -64,14 +65,26 @@ def test_without_ground_truth_only_perplexities_are_reported():
                                  "valid_ppl": 82.0, "test_ppl": 80.0}]
 
 
-def test_search_traces_become_plot_rows_for_the_runs_that_have_them():
-    trace = [{"epoch": "1", "cell_id": "3", "genotype": "cell3", "score": "70.5", "mode_probability": "0.2"},
-             {"epoch": "2", "cell_id": "0", "genotype": "cell0", "score": "65.0", "mode_probability": "0.4"}]
-    traced = RunRecord("enas", 0, 0, "cell0", 65.0, 61.0, 60.0, trace=trace)
-    untraced = RunRecord("random", 0, 1, "cell1", None, 62.0, 61.0, trace=[{"step": "1"}])
-    rows = analyze([traced, untraced], TRUTH, Experiment("enas", "random", (0,))).trace_rows
-    assert rows == [{"run": "enas/0", "epoch": "1", "cell_id": "3", "genotype": "cell3", "score": "70.5"},
-                    {"run": "enas/0", "epoch": "2", "cell_id": "0", "genotype": "cell0", "score": "65.0"}]
+def trace_row(step, cell, score, best, best_score, cost, **extra):
+    return {"step": str(step), "cell_id": str(cell), "genotype": f"cell{cell}", "score": score,
+            "best_cell_id": str(best), "best_score": best_score, "cost": str(cost), **extra}
+
+
+def test_every_runs_trace_becomes_plot_rows_of_the_one_schema():
+    enas = [trace_row(1, 3, "70.5", 3, "70.5", 1, mode_probability="0.2"),
+            trace_row(2, 0, "65.0", 0, "65.0", 2, mode_probability="0.4")]
+    random = [trace_row(1, 1, "", 1, "", 0)]  # a pick without a score
+    runs = [RunRecord("enas", 0, 0, "cell0", 65.0, 61.0, 60.0, trace=enas),
+            RunRecord("random", 0, 1, "cell1", None, 62.0, 61.0, trace=random)]
+    rows = analyze(runs, TRUTH, Experiment("enas", "random", (0,))).trace_rows
+    assert rows == [{"run": "enas/0", **{k: v for k, v in row.items() if k != "mode_probability"}} for row in enas] + [
+        {"run": "random/0", **random[0]}]
+
+
+def test_a_trace_without_the_schemas_columns_is_refused(tmp_path):
+    (tmp_path / "trace.csv").write_text("epoch,cell_id,score\n1,3,70.5\n")
+    with pytest.raises(NasevalError, match=r"trace.csv: no column step, genotype, best_cell_id, best_score, cost"):
+        read_trace(tmp_path)
 
 
 def test_policy_is_compared_with_the_baseline_on_retrains_and_on_ground_truth():

@@ -9,8 +9,8 @@ import yaml
 from conftest import tiny_stage_inputs
 from typer.testing import CliRunner
 
-from naseval.params import read_params
-from stages.cli import app
+from naseval.core.params import read_params
+from stages.__main__ import app
 
 runner = CliRunner()
 
@@ -111,8 +111,14 @@ CASES = {  # name -> (break the workspace, the command, what the message says)
         lambda r, m: edit_params(r, lambda p: p["train"].update(precision="fp8")), train,
         "train.precision: expected one of fp32, bf16, got 'fp8'"),
     "wrong type": (
-        lambda r, m: edit_params(r, lambda p: p["search"]["random_ws"]["train"].update(epochs="ten")), search,
-        "search.random_ws.train.epochs: expected an integer, got 'ten'"),
+        lambda r, m: edit_params(r, lambda p: p["search"]["supernet"]["train"].update(epochs="ten")), search,
+        "search.supernet.train.epochs: expected an integer, got 'ten'"),
+    "unknown supernet override": (
+        lambda r, m: edit_params(r, lambda p: p["search"]["random_ws"].update(supernet={"train": {"epoch": 3}})),
+        search, "unknown key search.random_ws.supernet.train.epoch (known: epochs, batch_size"),
+    "key of another policy's evaluator": (
+        lambda r, m: edit_params(r, lambda p: p["search"]["random_ws"].update(evaluator="oracle")), search,
+        "unknown key search.random_ws.evaluator (known: score_all_up_to"),
     "unknown params key": (
         lambda r, m: edit_params(r, lambda p: p["train"].update(learning_rate=1)), train,
         "unknown key train.learning_rate (known: epochs"),

@@ -8,15 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from naseval.batched import BatchedLanguageModel, evaluate_batched, evaluate_cells
-from naseval.batched_train import StackedNTASGD, train_cells, train_one
-from naseval.checkpoint import Checkpoint
-from naseval.data import batchify
-from naseval.decoder_loss import decoder_losses
-from naseval.model import LanguageModel, MixedCell, ModelConfig
-from naseval.policies.darts import one_hot
-from naseval.space import SearchSpace
-from naseval.train import TrainConfig, evaluate, train_cell
+from naseval.core.data import batchify
+from naseval.core.space import SearchSpace
+from naseval.nn.decoder_loss import decoder_losses
+from naseval.nn.model import LanguageModel, MixedCell, ModelConfig, one_hot
+from naseval.nn.stacked import StackedLanguageModel, evaluate_cells, evaluate_stacked
+from naseval.training.checkpoint import Checkpoint
+from naseval.training.recipe import TrainConfig, evaluate, train_cell_reference
+from naseval.training.stacked import StackedNTASGD, train_cell_stacked, train_cells_stacked
 
 SPACE = SearchSpace(3)
 CELLS = [SPACE.from_id(i) for i in (0, 5, 17, 40, 99, 143)]  # mixed ops and predecessors
@@ -30,7 +29,7 @@ TRAIN = TrainConfig(epochs=4, batch_size=8, eval_batch_size=8, bptt=10, lr=2.0)
 def test_a_batch_of_cells_computes_what_each_cell_computes_alone(output):
     torch.manual_seed(0)
     single = LanguageModel(30, 3, DROPOUTS, output=output, fused_loss=False)
-    batched = BatchedLanguageModel(single, CELLS)
+    batched = StackedLanguageModel(single, CELLS)
     words, targets = torch.randint(0, 30, (7, 4)), torch.randint(0, 30, (7, 4))
     torch.manual_seed(5)  # the same dropout masks
     losses, hidden, _ = batched(words, targets, batched.init_hidden(4))
@@ -45,12 +44,12 @@ def test_a_batch_of_cells_computes_what_each_cell_computes_alone(output):
         torch.testing.assert_close(batched.embedding.grad[a], single.encoder.weight.grad)
         torch.testing.assert_close(batched.Ws[1].grad[a], single.cell.Ws[1].grad)
     data = torch.randint(0, 30, (40, 4))
-    losses = evaluate_batched(batched, data, 5)
+    losses = evaluate_stacked(batched, data, 5)
     assert losses.tolist() == pytest.approx([evaluate(single, data, g, 5) for g in CELLS], rel=1e-6)
 
 
 def test_the_fused_decoder_loss_has_the_values_and_gradients_of_logits_and_cross_entropy(monkeypatch):
-    monkeypatch.setattr("naseval.decoder_loss.CHUNK_BYTES", 7 * 50 * 4)  # chunks of 7 rows: 3 chunks
+    monkeypatch.setattr("naseval.nn.decoder_loss.CHUNK_BYTES", 7 * 50 * 4)  # chunks of 7 rows: 3 chunks
     torch.manual_seed(0)
     hidden = torch.randn(2, 20, 6, requires_grad=True)
     weight, bias = torch.randn(2, 50, 6, requires_grad=True), torch.randn(2, 50, requires_grad=True)
@@ -68,7 +67,7 @@ def test_the_fused_decoder_loss_has_the_values_and_gradients_of_logits_and_cross
 
 
 @pytest.mark.parametrize("supernet", [
-    {"weights": "per_node"}, {"weights": "per_edge", "output": "loose_ends"}, {"weights": "per_choice"},
+    {"sharing": "by_node"}, {"sharing": "by_edge", "output": "loose_ends"}, {"sharing": "by_choice"},
     {"cell_class": MixedCell, "ops": SPACE.ops, "batch_norm": False},
     {"cell_class": MixedCell, "ops": SPACE.ops, "batch_norm": True},
 ])
@@ -76,20 +75,21 @@ def test_cells_scored_together_under_shared_weights_score_as_one_by_one(supernet
     torch.manual_seed(0)
     model = LanguageModel(30, 3, DROPOUTS, **supernet)
     data = torch.randint(0, 30, (40, 4))
-    arch_of = (lambda g: one_hot(g, SPACE, model.encoder.weight)) if "cell_class" in supernet else (lambda g: g)
+    arch_of = (lambda g: one_hot(g, SPACE.ops, model.encoder.weight)) if "cell_class" in supernet else (lambda g: g)
     together = evaluate_cells(model, data, CELLS, 5)
     assert together.tolist() == pytest.approx([evaluate(model, data, arch_of(g), 5) for g in CELLS], rel=1e-6)
 
 
 # nonmono 1 over 6 epochs: every cell switches to averaged SGD after epoch 4 (measured), so the
 # stacked NT-ASGD is checked against torch's ASGD end to end, not only in its own unit test.
+@pytest.mark.integration
 @pytest.mark.parametrize("config", [TRAIN, dataclasses.replace(TRAIN, epochs=6, nonmono=1)], ids=["sgd", "nt-asgd"])
 def test_cells_trained_together_end_as_each_trained_alone(tiny_corpus, config):
-    together = train_cells(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False)
+    together = train_cells_stacked(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False)
     switched = [[row["averaged"] for row in outcome.history] for outcome in together]
     assert all(not any(flags) for flags in switched) if config is TRAIN else all(any(flags) for flags in switched)
     for genotype, outcome in zip(CELLS, together, strict=True):
-        alone = train_cell(genotype, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False)
+        alone = train_cell_reference(genotype, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False)
         assert outcome.failure is None
         assert [row["averaged"] for row in outcome.history] == [row["averaged"] for row in alone.history]
         assert outcome.valid_ppl == pytest.approx(alone.valid_ppl, rel=1e-5)
@@ -101,10 +101,11 @@ def test_cells_trained_together_end_as_each_trained_alone(tiny_corpus, config):
 
 @pytest.mark.parametrize("output", ["mean", "loose_ends"])
 def test_one_cell_on_the_batched_path_gives_a_language_models_result_and_state(tiny_corpus, output):
-    """The train stage's fast path: train_cell's numbers, and a checkpoint a LanguageModel loads."""
+    """The train stage's fast path: train_cell_reference's numbers, and a checkpoint a LanguageModel loads."""
     genotype = CELLS[3]
-    fast = train_one(genotype, tiny_corpus, 3, DROPOUTS, TRAIN, 3, show_progress=False, cell_output=output)
-    reference = train_cell(genotype, tiny_corpus, 3, DROPOUTS, TRAIN, 3, show_progress=False, cell_output=output)
+    fast = train_cell_stacked(genotype, tiny_corpus, 3, DROPOUTS, TRAIN, 3, show_progress=False, cell_output=output)
+    reference = train_cell_reference(genotype, tiny_corpus, 3, DROPOUTS, TRAIN, 3, show_progress=False,
+                                     cell_output=output)
     assert fast.valid_ppl == pytest.approx(reference.valid_ppl, rel=1e-5)
     assert fast.test_ppl == pytest.approx(reference.test_ppl, rel=1e-5)
     model = LanguageModel(len(tiny_corpus.vocabulary), 3, DROPOUTS, output=output)
@@ -142,6 +143,7 @@ def test_each_cell_switches_to_averaged_sgd_as_torch_would_alone():
                 torch.testing.assert_close(average[cell], optimizer.state[q]["ax"])
 
 
+@pytest.mark.integration
 def test_a_cell_that_diverges_leaves_the_batch_and_the_others_are_unchanged(tiny_corpus, monkeypatch):
     def nan_for_the_second_cell(hidden, weight, bias, targets):
         losses = decoder_losses(hidden, weight, bias, targets)
@@ -149,9 +151,9 @@ def test_a_cell_that_diverges_leaves_the_batch_and_the_others_are_unchanged(tiny
             losses = losses + torch.tensor([0.0, math.nan] + [0.0] * (len(CELLS) - 2))
         return losses
 
-    healthy = train_cells(CELLS, tiny_corpus, 3, DROPOUTS, TRAIN, seed=3, show_progress=False)
-    monkeypatch.setattr("naseval.batched.decoder_losses", nan_for_the_second_cell)
-    outcomes = train_cells(CELLS, tiny_corpus, 3, DROPOUTS, TRAIN, seed=3, show_progress=False)
+    healthy = train_cells_stacked(CELLS, tiny_corpus, 3, DROPOUTS, TRAIN, seed=3, show_progress=False)
+    monkeypatch.setattr("naseval.nn.stacked.decoder_losses", nan_for_the_second_cell)
+    outcomes = train_cells_stacked(CELLS, tiny_corpus, 3, DROPOUTS, TRAIN, seed=3, show_progress=False)
     assert outcomes[1].failure == "training diverged: loss nan at row 0" and outcomes[1].test_ppl is None
     for a in (0, 2, 3, 4, 5):
         assert outcomes[a].failure is None
@@ -160,7 +162,7 @@ def test_a_cell_that_diverges_leaves_the_batch_and_the_others_are_unchanged(tiny
 
 def test_a_batch_killed_after_an_epoch_resumes_from_its_checkpoint_and_ends_the_same(tmp_path, tiny_corpus):
     config = dataclasses.replace(TRAIN, epochs=3, nonmono=1)
-    whole = train_cells(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False)
+    whole = train_cells_stacked(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False)
     checkpoint = Checkpoint(tmp_path / "cells.pt", "run")
 
     class Killed(Exception):
@@ -172,9 +174,9 @@ def test_a_batch_killed_after_an_epoch_resumes_from_its_checkpoint_and_ends_the_
             raise Killed
 
     with pytest.raises(Killed):
-        train_cells(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False,
+        train_cells_stacked(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False,
                     checkpoint=SimpleNamespace(load=checkpoint.load, save=killed_after_epoch_2, path=checkpoint.path))
-    resumed = train_cells(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False,
+    resumed = train_cells_stacked(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False,
                           checkpoint=checkpoint)
     def numbers(outcomes):
         return [(o.valid_ppl, o.test_ppl, [{k: v for k, v in h.items() if k != "seconds"} for h in o.history])
@@ -192,8 +194,9 @@ def test_bf16_autocast_keeps_a_short_run_within_one_percent_of_fp32(tiny_corpus,
 
     def valid_ppl(config):
         if batched:
-            return train_cells([genotype], tiny_corpus, 2, model, config, seed=0, show_progress=False)[0].valid_ppl
-        return train_cell(genotype, tiny_corpus, 2, model, config, seed=0, show_progress=False).valid_ppl
+            [outcome] = train_cells_stacked([genotype], tiny_corpus, 2, model, config, seed=0, show_progress=False)
+            return outcome.valid_ppl
+        return train_cell_reference(genotype, tiny_corpus, 2, model, config, seed=0, show_progress=False).valid_ppl
 
     full, half = valid_ppl(fp32), valid_ppl(bf16)
     assert half != full  # autocast did change the arithmetic

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from tiny_repo import run, tiny_repo
 
 from naseval.campaign.config import LaunchConfig, LocalConfig, SlurmConfig, read_launch_config
@@ -12,8 +13,8 @@ from naseval.campaign.driver import Launch
 from naseval.campaign.executors import Executor, JobSpec, LocalExecutor, SlurmExecutor, make_executor
 from naseval.campaign.pipeline import Pipeline, Stage, read_pipeline
 from naseval.campaign.plan import JobFacts, State, plan
-from naseval.errors import NasevalError
-from naseval.runtime import RESUME, SHARED_RESUME_ENV, atomic_directory
+from naseval.core.errors import NasevalError
+from naseval.core.runtime import RESUME, SHARED_RESUME_ENV, atomic_directory
 
 # prepare -> ground_truth, search -> extract -> analyze (reads all)
 STAGES = {"prepare": (), "ground_truth@0": ("prepare",), "search@a-0": ("prepare",),
@@ -184,6 +185,7 @@ def keyed(tmp_path, ptb_dir, monkeypatch) -> Path:
     return tiny_repo(tmp_path)
 
 
+@pytest.mark.integration
 def test_a_stage_key_changes_with_its_inputs_and_those_of_the_stages_it_needs(keyed):
     before = read_pipeline(keyed)
     assert before.stale == frozenset(before.stages)  # nothing has run
@@ -194,13 +196,29 @@ def test_a_stage_key_changes_with_its_inputs_and_those_of_the_stages_it_needs(ke
     changed = {name for name in before.stages if before.stages[name].key != after.stages[name].key}
     assert changed == {"search@random_ws-0", "search@random_ws-1", "extract@random_ws-0", "extract@random_ws-1",
                        "train@random_ws-0", "train@random_ws-1", "analyze"}
-    (keyed / "naseval" / "model.py").write_text("# changed\n" + (keyed / "naseval" / "model.py").read_text())
+    model = keyed / "naseval" / "nn" / "model.py"
+    model.write_text("# changed\n" + model.read_text())
     code_changed = read_pipeline(keyed)
     assert code_changed.stages["ground_truth@0-0"].key != after.stages["ground_truth@0-0"].key
     assert code_changed.stages["extract@random-0"].key != after.stages["extract@random-0"].key  # its search's
     assert code_changed.stages["prepare"].key == after.stages["prepare"].key
 
 
+@pytest.mark.integration
+def test_the_supernets_recipe_changes_every_search_and_what_follows_it_and_nothing_else(keyed):
+    before = read_pipeline(keyed)
+    params = yaml.safe_load((keyed / "params.yaml").read_text())
+    params["search"]["supernet"]["train"]["lr"] = 2.0
+    (keyed / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    after = read_pipeline(keyed)
+    changed = {name for name in before.stages if before.stages[name].key != after.stages[name].key}
+    # random reads no supernet, but DVC's params are the same for every item of the search matrix
+    searches = {f"{stage}@{policy}-{seed}" for stage in ("search", "extract", "train")
+                for policy in ("random_ws", "random") for seed in (0, 1)}
+    assert changed == searches | {"analyze"}
+
+
+@pytest.mark.integration
 def test_a_launch_refuses_uncommitted_code(keyed):
     (keyed / "params.yaml").write_text((keyed / "params.yaml").read_text() + "\n# edited\n")
     result = subprocess_naseval(keyed, "launch", "--executor", "local", "--dry-run")
@@ -213,11 +231,12 @@ def subprocess_naseval(repo: Path, *args: str):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "stages.cli", *args], cwd=repo, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "naseval.cli", *args], cwd=repo, capture_output=True, text=True,
                           env={**os.environ, "DVC_NO_ANALYTICS": "1"})
 
 
+@pytest.mark.integration
 def test_a_dry_run_names_the_first_wave(keyed):
-    result = run(keyed, "python", "-m", "stages.cli", "launch", "--executor", "local", "--dry-run")
+    result = run(keyed, "python", "-m", "naseval.cli", "launch", "--executor", "local", "--dry-run")
     assert "would submit prepare (key " in result.stderr and "1 ready, 16 waiting" in result.stderr
     assert not (keyed / ".naseval" / "campaign" / "jobs").exists()

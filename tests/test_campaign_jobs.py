@@ -17,7 +17,7 @@ from tiny_repo import environment, run, tiny_repo
 
 pytestmark = pytest.mark.integration
 
-NASEVAL = (sys.executable, "-m", "stages.cli")
+NASEVAL = (sys.executable, "-m", "naseval.cli")
 STAGES = 17  # prepare, oracle, 2 ground-truth seeds, 4 searches, extracts and trains, analyze
 
 
@@ -109,6 +109,7 @@ def slurm(tmp_path_factory):
         cluster.stop()
 
 
+@pytest.mark.slurm
 def test_a_slurm_campaign_submits_nothing_twice_collects_and_resumes_a_cancelled_job(
         tmp_path, serial_summary, slurm):
     repo = campaign_repo(tmp_path, "poll_seconds: 0.5\nslurm:\n  cpus_per_task: 1\n  time: \"00:20:00\"\n")

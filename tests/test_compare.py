@@ -2,7 +2,7 @@
 
 import pytest
 
-from naseval.compare import experiment_summaries, table_markdown, table_one
+from naseval.analysis.compare import experiment_summaries, table_markdown, table_one
 
 METRICS = "metrics/summary.json"
 

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from naseval.model import LanguageModel, MixedCell, ModelConfig, RecurrentCell
+from naseval.core.space import SearchSpace, format_genotype
+from naseval.nn.model import LanguageModel, MixedCell, ModelConfig, RecurrentCell
 from naseval.policies.base import SearchTask
 from naseval.policies.darts import (
     Architect,
@@ -17,8 +18,8 @@ from naseval.policies.darts import (
     neg_log_prob,
     one_hot,
 )
-from naseval.space import SearchSpace, format_genotype
-from naseval.train import Step, TrainConfig
+from naseval.search.supernet import SupernetConfig
+from naseval.training.recipe import Step, TrainConfig
 
 SPACE = SearchSpace(2)
 NO_DROPOUT = ModelConfig(hidden_size=4, dropout=0, dropouth=0, dropoutx=0, dropouti=0, dropoute=0)
@@ -31,7 +32,7 @@ def test_mixed_cell_with_one_hot_weights_is_the_discrete_cell():
     discrete.load_state_dict(mixed.state_dict())
     x, h = torch.randn(5, 3, 4), torch.randn(3, 4)
     for genotype in SPACE.enumerate():
-        torch.testing.assert_close(mixed(x, h, one_hot(genotype, SPACE, like=x)), discrete(x, h, genotype))
+        torch.testing.assert_close(mixed(x, h, one_hot(genotype, SPACE.ops, like=x)), discrete(x, h, genotype))
 
 
 def test_mixed_cell_is_linear_in_the_weights_of_one_node():
@@ -189,15 +190,19 @@ def test_second_order_differs_from_first_order():
     assert max((a - b).abs().max().item() for a, b in zip(first, second, strict=True)) > 0.05 * largest
 
 
-@pytest.mark.parametrize(("order", "relaxation"), [("first", "per_node"), ("second", "per_node"),
-                                                   ("second", "per_edge")])
+@pytest.mark.parametrize(("order", "relaxation"), [
+    ("first", "per_node"),
+    pytest.param("second", "per_node", marks=pytest.mark.integration),  # 3 times first order's time
+    pytest.param("second", "per_edge", marks=pytest.mark.integration),
+])
 def test_darts_search_ranks_every_cell_by_alpha(order, relaxation, tiny_corpus):
-    config = DartsConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=2, batch_size=8, eval_batch_size=8, bptt=10),
-                         order=order, relaxation=relaxation)
-    result = DartsPolicy(config).search(SearchTask(SPACE, tiny_corpus, 0))
+    supernet = SupernetConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=2, batch_size=8, eval_batch_size=8,
+                                                                     bptt=10))
+    result = DartsPolicy(DartsConfig(order=order, relaxation=relaxation)).search(SearchTask(SPACE, tiny_corpus, 0,
+                                                                                            supernet))
     assert set(result.rankings) == {"alpha_neg_log_prob", "shared_weights_valid_ppl"}
     assert len(result.candidates) == 32 and result.candidates[0].genotype == argmax_cell_of(result)
-    assert [row["epoch"] for row in result.trace] == [1, 2]
+    assert [row["epoch"] for row in result.trace] == [1, 2] and [row["cost"] for row in result.trace] == [1, 2]
     assert result.trace[-1]["genotype"] == result.details["argmax"]
     [last] = result.ranking_history  # ranking_every 2: at the end, with the final alpha and weights
     assert last["epoch"] == 2 and last["rankings"] == result.rankings
@@ -209,10 +214,10 @@ def test_darts_search_ranks_every_cell_by_alpha(order, relaxation, tiny_corpus):
 
 def test_each_epochs_alpha_steps_read_the_validation_stream_from_its_start(tiny_corpus):
     """As the original's train_search.py, which makes hidden_valid anew in every epoch."""
-    config = DartsConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, bptt=10))
-    model = LanguageModel(len(tiny_corpus.vocabulary), 2, config.model, cell_class=MixedCell, ops=SPACE.ops)
+    model = LanguageModel(len(tiny_corpus.vocabulary), 2, ModelConfig(hidden_size=8), cell_class=MixedCell,
+                          ops=SPACE.ops)
     search_data = torch.randint(0, 22, (100, 8))
-    architect = Architect(model, SPACE, config, search_data)
+    architect = Architect(model, SPACE, DartsConfig(), TrainConfig(epochs=1, batch_size=8, bptt=10), search_data)
     words = torch.randint(0, 22, (11, 8))
     for _ in range(3):
         architect.step(Step(words[:-1], words[1:], model.init_hidden(8), 1.0))
@@ -226,7 +231,8 @@ def argmax_cell_of(result):
 
 
 def test_darts_search_on_a_space_too_large_to_rank_returns_the_argmax(tiny_corpus):
-    config = DartsConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10),
-                         order="first", score_all_up_to=10)
-    result = DartsPolicy(config).search(SearchTask(SearchSpace(3), tiny_corpus, 0))
+    supernet = SupernetConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, eval_batch_size=8,
+                                                                     bptt=10))
+    config = DartsConfig(order="first", score_all_up_to=10)
+    result = DartsPolicy(config).search(SearchTask(SearchSpace(3), tiny_corpus, 0, supernet))
     assert result.rankings == {} and len(result.candidates) == 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from naseval.data import (
+from naseval.core.data import (
     PTB_MD5,
     SPLITS,
     DataConfig,
@@ -19,7 +19,7 @@ from naseval.data import (
     tokenize,
     verify_ptb_dir,
 )
-from naseval.errors import NasevalError
+from naseval.core.errors import NasevalError
 
 
 def write_corpus(folder: Path) -> dict[str, str]:
@@ -60,7 +60,7 @@ def test_token_budget(tmp_path):
     files = {s: tmp_path / f"ptb.{s}.txt" for s in SPLITS}
     corpus = tokenize(files, DataConfig(max_train_tokens=5, max_eval_tokens=3))
     assert [len(corpus.splits[s]) for s in SPLITS] == [5, 3, 3]
-    assert corpus.describe(files, DataConfig(max_train_tokens=5))["tokens"]["train"] == 5
+    assert corpus.metadata(files, DataConfig(max_train_tokens=5))["tokens"]["train"] == 5
 
 
 def test_missing_file_names_file_and_checksum(tmp_path):

@@ -11,15 +11,15 @@ import yaml
 from conftest import tiny_stage_inputs
 from typer.testing import CliRunner
 
+from naseval.core.records import ORACLE, oracle_json
+from naseval.core.runtime import write_json
+from naseval.core.space import SearchSpace
 from naseval.policies import policy_names
-from naseval.records import ORACLE, oracle_json
-from naseval.runtime import write_json
-from naseval.space import SearchSpace
-from stages.cli import app
+from stages.__main__ import app
 
+pytestmark = pytest.mark.integration  # every policy's three stages, twice
 runner = CliRunner()
-TINY_SEARCH = {"model": {"hidden_size": 8}, "ranking_every": 1,
-               "train": {"epochs": 2, "batch_size": 8, "eval_batch_size": 8, "bptt": 10}}
+TINY_SUPERNET = {"model": {"hidden_size": 8}, "train": {"epochs": 2, "batch_size": 8, "eval_batch_size": 8, "bptt": 10}}
 TIMINGS = {"seconds"}
 
 
@@ -48,8 +48,9 @@ def without_timings(path):
 @pytest.mark.parametrize("policy", policy_names())
 def test_same_seed_gives_byte_identical_outputs(policy, tmp_path, tiny_corpus):
     params = tiny_stage_inputs(tmp_path, tiny_corpus, epochs=2)
+    params["search"]["supernet"] = TINY_SUPERNET
     for name in ("random_ws", "enas", "darts", "nao"):
-        params["search"][name] |= TINY_SEARCH
+        params["search"][name] |= {"ranking_every": 1}
     params["search"]["nao"] |= {"epd": {"epochs": 20}, "rounds": 2}
     params["search"]["enas"]["controller"]["steps_per_epoch"] = 5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

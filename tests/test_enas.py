@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from naseval import evaluators
-from naseval.model import ModelConfig
-from naseval.oracle import OracleTable
+from naseval.core.space import SearchSpace, format_genotype
+from naseval.nn.model import ModelConfig
 from naseval.policies.base import SearchTask
 from naseval.policies.enas import Controller, ControllerConfig, EnasConfig, EnasPolicy, Reinforce
-from naseval.space import SearchSpace, format_genotype
-from naseval.train import TrainConfig
+from naseval.search import evaluators
+from naseval.search.oracle import OracleTable
+from naseval.search.supernet import SupernetConfig
+from naseval.training.recipe import TrainConfig
 
 SPACE = SearchSpace(2)
 
@@ -88,9 +89,9 @@ def test_reinforce_moves_probability_toward_the_rewarded_cell():
 @pytest.mark.parametrize("cell_output", ["loose_ends", "mean"])
 def test_enas_search_records_its_controller_and_searches_with_the_spaces_output_rule(tiny_corpus, cell_output,
                                                                                      monkeypatch):
-    train = TrainConfig(epochs=2, batch_size=8, eval_batch_size=8, bptt=10, lr=10.0)
-    config = EnasConfig(ModelConfig(hidden_size=8), train,
-                        ControllerConfig(hidden_size=16, steps_per_epoch=5), derive_samples=20)
+    supernet = SupernetConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=2, batch_size=8, eval_batch_size=8,
+                                                                     bptt=10, lr=10.0))
+    config = EnasConfig(ControllerConfig(hidden_size=16, steps_per_epoch=5), derive_samples=20)
     space = SearchSpace(SPACE.nodes, SPACE.ops, cell_output)
     model = {}
     real_build = evaluators.build_model_and_data
@@ -100,7 +101,7 @@ def test_enas_search_records_its_controller_and_searches_with_the_spaces_output_
         return model["built"], data
 
     monkeypatch.setattr(evaluators, "build_model_and_data", build)
-    result = EnasPolicy(config).search(SearchTask(space, tiny_corpus, 0))
+    result = EnasPolicy(config).search(SearchTask(space, tiny_corpus, 0, supernet))
     assert model["built"].cell.output == cell_output
     assert set(result.rankings) == {"shared_weights_valid_ppl", "controller_neg_log_prob"}
     p = {g: math.exp(-s) for g, s in result.rankings["controller_neg_log_prob"].items()}
@@ -116,7 +117,7 @@ def test_enas_search_records_its_controller_and_searches_with_the_spaces_output_
 
 
 def test_bad_controller_settings_are_rejected():
-    from naseval.errors import NasevalError
+    from naseval.core.errors import NasevalError
 
     with pytest.raises(NasevalError, match="baseline_decay"):
         ControllerConfig(baseline_decay=1.0)
@@ -128,26 +129,27 @@ def test_rewards_read_validation_batches_as_wide_as_the_training_ones(tiny_corpu
     """carpedm20's trainer batchifies the reward data at batch_size, not at the evaluation's."""
     widths = []
 
-    class Recording(evaluators.Chunks):
+    class Recording(evaluators.ValidationStream):
         def __init__(self, data, length):
             widths.append(data.size(1))
             super().__init__(data, length)
 
-    monkeypatch.setattr(evaluators, "Chunks", Recording)
-    config = EnasConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, eval_batch_size=4, bptt=10),
-                        ControllerConfig(hidden_size=16, steps_per_epoch=2), derive_samples=5)
-    EnasPolicy(config).search(SearchTask(SPACE, tiny_corpus, 0))
+    monkeypatch.setattr(evaluators, "ValidationStream", Recording)
+    supernet = SupernetConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, eval_batch_size=4,
+                                                                     bptt=10))
+    config = EnasConfig(ControllerConfig(hidden_size=16, steps_per_epoch=2), derive_samples=5)
+    EnasPolicy(config).search(SearchTask(SPACE, tiny_corpus, 0, supernet))
     assert widths == [8]
 
 
 def test_without_weight_sharing_the_controller_concentrates_on_the_best_cell_of_a_table():
     best = 21
     table = OracleTable({seed: {c: 40.0 if c == best else 160.0 for c in range(32)} for seed in (3, 4)}, "mean", 32)
-    config = EnasConfig(train=TrainConfig(epochs=4, threads=1),
-                        controller=ControllerConfig(hidden_size=16, lr=0.02, steps_per_epoch=50),
+    config = EnasConfig(controller=ControllerConfig(hidden_size=16, lr=0.02, steps_per_epoch=50),
                         derive_samples=20, evaluator="oracle", budget=32)
+    supernet = SupernetConfig(train=TrainConfig(epochs=4, threads=1))  # under the oracle: its epochs and threads
     for seed in range(3):
-        result = EnasPolicy(config).search(SearchTask(SPACE, None, seed, oracle=table))
+        result = EnasPolicy(config).search(SearchTask(SPACE, None, seed, supernet, oracle=table))
         assert SPACE.to_id(result.candidates[0].genotype) == best
         assert result.details["controller_mode"] == format_genotype(SPACE.from_id(best))
         assert result.details["controller_mode_probability"] > 0.8
@@ -156,9 +158,10 @@ def test_without_weight_sharing_the_controller_concentrates_on_the_best_cell_of_
 
 def test_without_weight_sharing_the_search_ends_in_the_epoch_the_budget_runs_out():
     table = OracleTable({3: {c: 100.0 + c for c in range(32)}}, "mean", 32)
-    config = EnasConfig(train=TrainConfig(epochs=10, threads=1), controller=ControllerConfig(hidden_size=16,
-                        steps_per_epoch=5), derive_samples=10, evaluator="oracle", budget=6)
-    result = EnasPolicy(config).search(SearchTask(SPACE, None, 0, oracle=table))
+    config = EnasConfig(controller=ControllerConfig(hidden_size=16, steps_per_epoch=5), derive_samples=10,
+                        evaluator="oracle", budget=6)
+    supernet = SupernetConfig(train=TrainConfig(epochs=10, threads=1))
+    result = EnasPolicy(config).search(SearchTask(SPACE, None, 0, supernet, oracle=table))
     last = result.trace[-1]
     assert result.evaluator["stopped"] == f"enas: the budget of 6 cells was spent in epoch {last['epoch']}"
     assert last["controller_steps"] < 5 and len(result.trace) < 10

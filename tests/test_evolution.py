@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from naseval.errors import NasevalError
-from naseval.oracle import OracleTable
-from naseval.params import build
+from naseval.analysis.ranking import ranks
+from naseval.core.errors import NasevalError
+from naseval.core.params import build
+from naseval.core.space import SearchSpace
 from naseval.policies import SearchTask, get_policy
 from naseval.policies.evolution import EvolutionConfig, mutate
-from naseval.ranking import ranks
-from naseval.space import SearchSpace
+from naseval.search.oracle import OracleTable
 
 SPACE = SearchSpace(3)  # 384 cells
 OPTIMUM = (("relu", 0), ("tanh", 1), ("sigmoid", 1))

@@ -6,13 +6,14 @@ import pytest
 import yaml
 from conftest import ROOT, tiny_stage_inputs
 
-from naseval.errors import NasevalError, TrainingDiverged
-from naseval.ground_truth import GroundTruthConfig, ground_truth_record
-from naseval.model import ModelConfig
-from naseval.records import GROUND_TRUTH, merged_groups
-from naseval.runtime import write_json
-from naseval.space import SearchSpace
-from naseval.train import TrainConfig, train_cell
+from naseval.core.errors import NasevalError, TrainingDiverged
+from naseval.core.ground_truth_config import GroundTruthConfig
+from naseval.core.records import GROUND_TRUTH, merged_groups
+from naseval.core.runtime import write_json
+from naseval.core.space import SearchSpace
+from naseval.nn.model import ModelConfig
+from naseval.training.ground_truth import ground_truth_record
+from naseval.training.recipe import TrainConfig, train_cell_reference
 
 TOY_MODEL = ModelConfig(hidden_size=8)
 TOY_TRAIN = TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10)
@@ -24,12 +25,13 @@ def test_every_cell_is_trained_and_matches_training_it_alone(tiny_corpus):
     record = ground_truth_record(space, tiny_corpus, TOY_MODEL, calm, GroundTruthConfig(workers=1), 5)
     assert [c["cell_id"] for c in record["cells"]] == [0, 1, 2, 3]
     assert [c["genotype"] for c in record["cells"]] == ["tanh:0", "relu:0", "sigmoid:0", "identity:0"]
-    direct = train_cell(space.from_id(2), tiny_corpus, 1, TOY_MODEL, calm, 5, show_progress=False)
+    direct = train_cell_reference(space.from_id(2), tiny_corpus, 1, TOY_MODEL, calm, 5, show_progress=False)
     assert abs(direct.test_ppl - record["cells"][2]["test_ppl"]) < 1e-3 * direct.test_ppl
     assert record["cells"][2]["valid_ppl_by_epoch"] == pytest.approx([row["valid_ppl"] for row in direct.history],
                                                                      rel=1e-3)
 
 
+@pytest.mark.integration
 def test_workers_do_not_change_a_single_byte_and_batching_is_tracked(tmp_path, tiny_corpus):
     """One worker or two, cells.csv byte for byte alike; what does change numbers (the batch size,
     the threads) is a param the stage tracks."""
@@ -100,14 +102,14 @@ def test_finished_cells_of_another_ground_truth_run_are_refused(tmp_path, tiny_c
 
 
 def test_a_cell_that_diverges_is_a_failed_cell_not_a_failed_stage(tiny_corpus, monkeypatch):
-    import naseval.ground_truth as ground_truth
+    import naseval.training.ground_truth as ground_truth
 
     def diverging_for_relu(genotype, *args, **kwargs):
         if genotype[0][0] == "relu":
             raise TrainingDiverged("training diverged: loss nan at row 0")
-        return train_cell(genotype, *args, **kwargs)
+        return train_cell_reference(genotype, *args, **kwargs)
 
-    monkeypatch.setattr(ground_truth, "train_cell", diverging_for_relu)
+    monkeypatch.setattr(ground_truth, "train_cell_reference", diverging_for_relu)
     reference = dataclasses.replace(TOY_TRAIN, implementation="reference")
     record = ground_truth_record(SearchSpace(1), tiny_corpus, TOY_MODEL, reference, GroundTruthConfig(), 5)
     statuses = {c["genotype"]: (c["status"], c["reason"]) for c in record["cells"]}

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from naseval.model import LanguageModel, ModelConfig, RecurrentCell
-from naseval.space import SearchSpace, loose_ends
+from naseval.core.space import SearchSpace, loose_ends
+from naseval.nn.model import LanguageModel, ModelConfig, RecurrentCell
 
 NO_DROPOUT = ModelConfig(hidden_size=3, dropout=0, dropouth=0, dropoutx=0, dropouti=0, dropoute=0)
 
@@ -48,22 +48,22 @@ def test_loose_ends_are_the_nodes_nobody_reads(genotype, ends):
     assert loose_ends(genotype) == ends
 
 
-@pytest.mark.parametrize("weights, matrices", [("per_edge", 3), ("per_choice", 12)])
-def test_shared_weights_per_edge_or_choice_run_a_cell_as_its_own_matrices(weights, matrices):
+@pytest.mark.parametrize("sharing, matrices", [("by_edge", 3), ("by_choice", 12)])
+def test_weights_shared_by_edge_or_by_choice_run_a_cell_as_its_own_matrices(sharing, matrices):
     """An ENAS or NAO supernet runs a cell as a per-node model holding the chosen matrices."""
     torch.manual_seed(0)
-    shared = RecurrentCell(4, nodes=2, dropoutx=0, dropouth=0, weights=weights).eval()
+    shared = RecurrentCell(4, nodes=2, dropoutx=0, dropouth=0, sharing=sharing).eval()
     assert len(shared.Ws) == matrices
     assert shared.node_weight(1, 0, "relu") is not shared.node_weight(1, 1, "relu")
-    assert (shared.node_weight(1, 0, "relu") is shared.node_weight(1, 0, "tanh")) == (weights == "per_edge")
+    assert (shared.node_weight(1, 0, "relu") is shared.node_weight(1, 0, "tanh")) == (sharing == "by_edge")
     x, h = torch.randn(3, 2, 4), torch.randn(2, 4)
     for genotype in [(("tanh", 0), ("relu", 0)), (("tanh", 0), ("relu", 1)), (("sigmoid", 0), ("relu", 1))]:
-        per_node = RecurrentCell(4, nodes=2, dropoutx=0, dropouth=0).eval()
+        by_node = RecurrentCell(4, nodes=2, dropoutx=0, dropouth=0).eval()
         with torch.no_grad():
-            per_node.W0.copy_(shared.W0)
+            by_node.W0.copy_(shared.W0)
             for node, (op, pred) in enumerate(genotype):
-                per_node.Ws[node].copy_(shared.node_weight(node, pred, op))
-        torch.testing.assert_close(shared(x, h, genotype), per_node(x, h, genotype))
+                by_node.Ws[node].copy_(shared.node_weight(node, pred, op))
+        torch.testing.assert_close(shared(x, h, genotype), by_node(x, h, genotype))
 
 
 def test_cell_carries_state_over_time():
@@ -127,7 +127,7 @@ def test_dropout_masks_are_variational():
 
 @pytest.mark.parametrize("bad", [{"hidden_size": 0}, {"dropout": 1.0}, {"dropoute": -0.1}])
 def test_model_config_rejects_impossible_values(bad):
-    from naseval.errors import NasevalError
+    from naseval.core.errors import NasevalError
 
     with pytest.raises(NasevalError, match=list(bad)[0]):
         ModelConfig(**bad)

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from naseval.model import ModelConfig
-from naseval.oracle import OracleTable
+from naseval.analysis.ranking import kendall_tau
+from naseval.core.space import SearchSpace, format_genotype
+from naseval.nn.model import ModelConfig
 from naseval.policies.base import SearchTask
 from naseval.policies.nao import (
     EncoderPredictorDecoder,
@@ -19,9 +20,9 @@ from naseval.policies.nao import (
     random_cells_outside,
     train_epd,
 )
-from naseval.ranking import kendall_tau
-from naseval.space import SearchSpace, format_genotype
-from naseval.train import TrainConfig
+from naseval.search.oracle import OracleTable
+from naseval.search.supernet import SupernetConfig
+from naseval.training.recipe import TrainConfig
 
 SMALL_EPD = EpdConfig(embedding_size=16, hidden_size=32, mlp_layers=2, mlp_hidden_size=64, lr=3e-3,
                       weight_decay=0.0, epochs=150, batch_size=50)
@@ -63,6 +64,7 @@ def test_encoder_decoder_reconstructs_the_cells_it_was_trained_on():
     assert epd.tokens.decode(decoded) == cells
 
 
+@pytest.mark.integration
 def test_predictor_ranks_held_out_cells_by_a_synthetic_score():
     space = SearchSpace(3)
     cells = space.sample_distinct(300, np.random.default_rng(1))
@@ -90,9 +92,12 @@ def test_performance_targets_put_the_lowest_perplexity_at_one():
     assert performance_targets([100.0, 80.0, 120.0]).tolist() == pytest.approx([0.5, 1.0, 0.0])
 
 
+SMALL_SUPERNET = SupernetConfig(ModelConfig(hidden_size=8),
+                                TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10))
+
+
 def small_config(**overrides) -> NaoConfig:
-    return NaoConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10),
-                     SMALL_EPD, **overrides)
+    return NaoConfig(epd=SMALL_EPD, **overrides)
 
 
 def test_the_next_pool_keeps_its_size_and_its_best_and_replaces_the_worst():
@@ -108,9 +113,10 @@ def test_random_cells_come_from_outside_the_pool_and_stop_when_the_space_is_exha
     assert len(drawn) == 4 and len(set(drawn)) == 4 and not set(drawn) & known
 
 
+@pytest.mark.integration
 def test_search_keeps_the_pool_size_and_its_best_cells(tiny_corpus):
     config = small_config(rounds=4, seed_cells=10, top_cells=5, new_cells=4, random_cells=1)
-    result = NaoPolicy(config).search(SearchTask(SearchSpace(2), tiny_corpus, 0))
+    result = NaoPolicy(config).search(SearchTask(SearchSpace(2), tiny_corpus, 0, SMALL_SUPERNET))
     assert [row["pool"] for row in result.trace] == [10] * len(result.trace) and len(result.trace) >= 3
     assert [row["random_cells"] for row in result.trace[:-1]] == [1] * (len(result.trace) - 1)
     assert len(result.candidates) == result.details["pool"] == 10
@@ -124,7 +130,8 @@ def test_search_keeps_the_pool_size_and_its_best_cells(tiny_corpus):
 
 
 def test_pool_sizes_are_clamped_to_the_space_with_a_record(tiny_corpus):
-    result = NaoPolicy(small_config(rounds=2, seed_cells=1000)).search(SearchTask(SearchSpace(1), tiny_corpus, 0))
+    task = SearchTask(SearchSpace(1), tiny_corpus, 0, SMALL_SUPERNET)
+    result = NaoPolicy(small_config(rounds=2, seed_cells=1000)).search(task)
     assert result.details["clamped"] == {"seed_cells": {"asked": 1000, "used": 4}}
     assert len(result.trace) == 1 and len(result.candidates) == 4
 
@@ -136,7 +143,7 @@ def test_without_weight_sharing_the_pool_is_scored_by_the_oracle_until_the_budge
     table = OracleTable({seed: {c: truth(c) + 0.5 * (seed - 3) for c in range(32)} for seed in (3, 4)}, "mean", 32)
     config = small_config(rounds=4, seed_cells=8, top_cells=4, new_cells=4, random_cells=1, evaluator="oracle",
                           budget=14)
-    result = NaoPolicy(config).search(SearchTask(SearchSpace(2), None, 2, oracle=table))
+    result = NaoPolicy(config).search(SearchTask(SearchSpace(2), None, 2, SMALL_SUPERNET, oracle=table))
     assert result.evaluator["cells_trained"] == 14 and result.trace[0]["pool"] == 8
     assert [row["new_cells"] + row["random_cells"] for row in result.trace] == [3, 3, 0]  # 8 + 3 + 3 = 14
     assert result.details["stopped"] == "the oracle's budget of 14 cells was spent after round 3"

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from naseval.analysis import GroundTruth
-from naseval.errors import NasevalError
-from naseval.oracle import BudgetSpent, Oracle, OracleTable
-from naseval.params import build
+from naseval.analysis.ranking import ranks
+from naseval.analysis.summary import GroundTruth
+from naseval.core.errors import NasevalError
+from naseval.core.params import build
+from naseval.core.space import SearchSpace
 from naseval.policies import SearchTask, get_policy
-from naseval.ranking import ranks
-from naseval.space import SearchSpace
+from naseval.search.oracle import BudgetSpent, Oracle, OracleTable
 
 SPACE = SearchSpace(2)
 

@@ -1,12 +1,12 @@
 import pytest
 
-from naseval.analysis import Experiment
-from naseval.errors import NasevalError
-from naseval.ground_truth import GroundTruthConfig
-from naseval.params import build, load, read_params
-from naseval.policies import get_policy
-from naseval.space import SearchSpace
-from naseval.train import TrainConfig
+from naseval.analysis.summary import Experiment
+from naseval.core.errors import NasevalError
+from naseval.core.ground_truth_config import GroundTruthConfig
+from naseval.core.params import build, load, read_params
+from naseval.core.space import SearchSpace
+from naseval.policies import get_policy, search_params
+from naseval.training.recipe import TrainConfig
 
 
 @pytest.mark.parametrize(
@@ -31,10 +31,14 @@ def test_numbers_written_as_yaml_strings_are_read():
     assert load(TrainConfig, {"train": {"lr": "3e-3"}}, "train").lr == pytest.approx(3e-3)
 
 
-def test_nested_sections_are_checked():
-    policy = get_policy("random_ws")
-    with pytest.raises(NasevalError, match="search.random_ws.train.clip: expected a number > 0, got 0"):
-        load(policy.Config, {"search": {"random_ws": {"train": {"clip": 0}}}}, "search.random_ws")
+def test_nested_sections_and_a_policys_supernet_overrides_are_checked():
+    shared = {"train": {"clip": 0.25, "epochs": 10}}
+    with pytest.raises(NasevalError, match="search.supernet.train.clip: expected a number > 0, got 0"):
+        search_params({"search": {"supernet": {"train": {"clip": 0}}, "random_ws": {}}}, "random_ws")
+    with pytest.raises(NasevalError, match="search.nao.supernet.train.clip: expected a number > 0, got 0"):
+        search_params({"search": {"supernet": shared, "nao": {"supernet": {"train": {"clip": 0}}}}}, "nao")
+    _, supernet = search_params({"search": {"supernet": shared, "nao": {"supernet": {"train": {"epochs": 3}}}}}, "nao")
+    assert (supernet.train.epochs, supernet.train.clip) == (3, 0.25)
 
 
 def test_empty_seeds_and_unknown_policy():

@@ -43,6 +43,8 @@ def test_repro_then_experiment_with_another_policy(repo):
         "final_ppl.png", "ground_truth.png", "ranking_vs_ground_truth.png", "tau_over_training.png"}
     tau_plot = (repo / "metrics" / "plots" / "tau_over_training.csv").read_text().splitlines()
     assert tau_plot[0] == "run,ranking,epoch,kendall_tau" and len(tau_plot) == 3  # 2 seeds x epoch 1
+    trace_plot = (repo / "metrics" / "plots" / "search_trace.csv").read_text().splitlines()
+    assert {line.split(",")[0] for line in trace_plot[1:]} == {"random_ws/0", "random_ws/1", "random/0", "random/1"}
     assert "Data and pipelines are up to date" in run(repo, "dvc", "repro").stdout
 
     run(repo, "git", "add", "-A")
@@ -89,13 +91,15 @@ def test_experiments_with_the_search_policies(repo):
         assert truth["cell_output"] == cell_output
         run_folder = repo / "runs" / "policies" / policy / "seed_0"
         trace = (run_folder / "search" / "trace.csv").read_text().splitlines()
-        assert {"genotype", "score"} <= set(trace[0].split(",")) and len(trace) == 2  # header, 1 epoch or round
+        assert trace[0].startswith("step,cell_id,genotype,score,best_cell_id,best_score,cost,")  # the one schema
+        assert len(trace) == 2  # the header, 1 epoch or round
         plot = (repo / "metrics" / "plots" / "search_trace.csv").read_text().splitlines()
-        assert plot[0] == "run,epoch,cell_id,genotype,score"
-        assert {line.split(",")[0] for line in plot[1:]} == {f"{policy}/0", f"{policy}/1"}
+        assert plot[0] == "run,step,cell_id,genotype,score,best_cell_id,best_score,cost"
+        assert {line.split(",")[0] for line in plot[1:]} == {f"{name}/{seed}" for name in (policy, "random")
+                                                              for seed in (0, 1)}  # every run draws it
         assert f"policies.{policy}.test_ppl.mean" in run(repo, "dvc", "metrics", "diff", "--json").stdout
 
-    compare = run(repo, sys.executable, "-m", "stages.compare", "--markdown", "table.md", "--csv", "table.csv")
+    compare = run(repo, sys.executable, "-m", "naseval.cli", "compare", "--markdown", "table.md", "--csv", "table.csv")
     table = (repo / "table.md").read_text()
     assert compare.stdout.strip() == table.strip()
     table_one = table.split("\n\n")[0]
@@ -130,8 +134,8 @@ def test_experiments_with_and_without_weight_sharing(repo):
         probability = result["comparison"]["ground_truth_valid_ppl"]["probability_interval"]
         assert 0 <= probability[0] <= probability[1] <= 1
 
-    run(repo, sys.executable, "-m", "stages.compare", "--markdown", "table.md", "--ablation-csv", "ablation.csv",
-        "--figure", "ablation.png")
+    run(repo, sys.executable, "-m", "naseval.cli", "compare", "--markdown", "table.md", "--ablation-csv",
+        "ablation.csv", "--figure", "ablation.png")
     with open(repo / "ablation.csv") as file:
         rows = {(row["policy"], row["evaluator"]): row for row in csv.DictReader(file)}
     assert set(rows) == {("enas", "shared_weights"), ("enas", "oracle"), ("evolution", "oracle"),

@@ -5,29 +5,52 @@ import math
 import numpy as np
 import pytest
 
-import naseval.evaluators
-from naseval.errors import NasevalError
-from naseval.evaluators import EVALUATORS, SHARED_WEIGHTS_RANKING
-from naseval.model import ModelConfig
-from naseval.oracle import OracleTable
-from naseval.params import build
+import naseval.search.evaluators
+from naseval.core.errors import NasevalError
+from naseval.core.params import build
+from naseval.core.records import TRACE_FIELDS
+from naseval.core.space import SearchSpace
+from naseval.nn.model import ModelConfig
 from naseval.policies import SearchTask, get_policy, policy_names
 from naseval.policies.random_ws import RandomWSConfig
-from naseval.space import SearchSpace
-from naseval.train import TrainConfig
+from naseval.search.evaluators import EVALUATORS, SHARED_WEIGHTS_RANKING
+from naseval.search.oracle import OracleTable
+from naseval.search.supernet import SupernetConfig
+from naseval.training.recipe import TrainConfig
 
-TOY_MODEL = ModelConfig(hidden_size=8)
+TOY_SUPERNET = SupernetConfig(ModelConfig(hidden_size=8),
+                              TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10))
 # held-out seeds that tell apart who answered: seed 3 scores cell c at 100 + c, seed 4 at 200 + c
 TOY_ORACLE = OracleTable({3: {c: 100.0 + c for c in range(32)}, 4: {c: 200.0 + c for c in range(32)}}, "mean", 32)
 
 
-def toy_task(corpus, seed=0, nodes=2, oracle=TOY_ORACLE):
-    return SearchTask(SearchSpace(nodes), corpus, seed, oracle=oracle)
+def toy_task(corpus, seed=0, nodes=2, oracle=TOY_ORACLE, supernet=TOY_SUPERNET):
+    return SearchTask(SearchSpace(nodes), corpus, seed, supernet, oracle=oracle)
+
+
+def check_trace(trace, evaluator):
+    """The one schema: TRACE_FIELDS first, steps 1, 2, ..., the best so far the lowest score so far,
+    a cost that never falls."""
+    assert trace
+    for step, row in enumerate(trace, 1):
+        assert tuple(row)[:len(TRACE_FIELDS)] == TRACE_FIELDS and row["step"] == step
+        scored = [r["score"] for r in trace[:step] if r["score"] is not None]
+        assert row["best_score"] == (min(scored) if scored else None)
+        if scored:
+            assert row["best_cell_id"] in {r["cell_id"] for r in trace[:step] if r["score"] == row["best_score"]}
+    costs = [row["cost"] for row in trace]
+    assert costs == sorted(costs) and (costs[-1] > 0) == (evaluator != "none")
+
+
+# What makes the contract quick to check: a predictor trained for 20 epochs, not 300, and DARTS's
+# first-order step (tests/test_darts.py checks the second order).
+QUICK = {"nao": {"epd": {"epochs": 20}}, "darts": {"order": "first"}}
 
 
 def configured(policy_cls, evaluator):
-    """The policy's default Config with `evaluator`; a policy that scores nothing takes none."""
-    return build(policy_cls.Config, {"evaluator": evaluator} if policy_cls.evaluators else {}, "search")
+    """The policy's Config with `evaluator`; a policy with one evaluator, or none, has no key."""
+    chosen = {"evaluator": evaluator} if len(policy_cls.evaluators) > 1 else {}
+    return build(policy_cls.Config, {**QUICK.get(policy_cls.name, {}), **chosen}, "search")
 
 
 @pytest.mark.parametrize("evaluator", EVALUATORS)
@@ -36,15 +59,17 @@ def test_policy_contract(name, evaluator, tiny_corpus, monkeypatch):
     policy_cls = get_policy(name)
     assert policy_cls.name == name
     assert policy_cls.__module__ == f"naseval.policies.{name}"  # dvc.yaml depends on that file
-    if evaluator not in policy_cls.evaluators:  # refused in one line naming the key and what is allowed
+    if evaluator not in policy_cls.evaluators:  # refused in one line: not allowed, or no such key
         with pytest.raises(NasevalError, match=r"evaluator"):
             build(policy_cls.Config, {"evaluator": evaluator}, f"search.{name}")
         if policy_cls.evaluators:
             return
+    assert policy_cls(configured(policy_cls, evaluator)).evaluator_name == (evaluator if policy_cls.evaluators
+                                                                              else "none")
     if evaluator == "oracle" and policy_cls.evaluators:
         def no_supernet(*args, **kwargs):
             raise AssertionError("a search without weight sharing built a supernet")
-        monkeypatch.setattr(naseval.evaluators, "build_model_and_data", no_supernet)
+        monkeypatch.setattr(naseval.search.evaluators, "build_model_and_data", no_supernet)
     # under shared weights the oracle's table must not be needed
     task = toy_task(tiny_corpus, oracle=TOY_ORACLE if evaluator == "oracle" else None)
     result = policy_cls(configured(policy_cls, evaluator)).search(task)
@@ -56,7 +81,7 @@ def test_policy_contract(name, evaluator, tiny_corpus, monkeypatch):
     if any(s is not None for s in scores):
         assert all(math.isfinite(s) for s in scores) and scores == sorted(scores)
 
-    assert result.trace and all(row.keys() == result.trace[0].keys() for row in result.trace)
+    check_trace(result.trace, evaluator if policy_cls.evaluators else "none")
     for scores_by_cell in result.rankings.values():
         assert set(scores_by_cell) <= set(range(task.space.size))
         assert all(math.isfinite(s) for s in scores_by_cell.values())
@@ -74,11 +99,12 @@ def test_policy_contract(name, evaluator, tiny_corpus, monkeypatch):
             assert candidate.score - task.space.to_id(candidate.genotype) in (100.0, 200.0)
         assert SHARED_WEIGHTS_RANKING not in result.rankings
     else:
-        assert result.evaluator == {"name": "shared_weights"}
+        assert result.evaluator == {"name": "shared_weights", "cost": result.trace[-1]["cost"],
+                                    "cost_unit": "supernet epochs"}
 
 
 def test_random_is_uniform_across_seeds(tiny_corpus):
-    policy = get_policy("random")(get_policy("random").Config(num_candidates=1))
+    policy = get_policy("random")(get_policy("random").Config())
     picks = [policy.search(toy_task(tiny_corpus, seed)).candidates[0].genotype for seed in range(400)]
     space = SearchSpace(2)
     counts = np.bincount([space.to_id(g) for g in picks], minlength=32)
@@ -86,22 +112,22 @@ def test_random_is_uniform_across_seeds(tiny_corpus):
 
 
 def test_random_ws_ranks_every_cell_of_a_small_space(tiny_corpus):
-    config = RandomWSConfig(TOY_MODEL, TrainConfig(epochs=3, batch_size=8, eval_batch_size=8, bptt=10),
-                            ranking_every=2)
-    result = get_policy("random_ws")(config).search(toy_task(tiny_corpus))
+    supernet = SupernetConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=3, batch_size=8, eval_batch_size=8,
+                                                                     bptt=10))
+    result = get_policy("random_ws")(RandomWSConfig(ranking_every=2)).search(toy_task(tiny_corpus, supernet=supernet))
     [snapshot] = result.ranking_history  # epoch 2 only
     assert snapshot["epoch"] == 2 and set(snapshot["rankings"]["shared_weights_valid_ppl"]) == set(range(32))
     assert snapshot["rankings"]["shared_weights_valid_ppl"] != result.rankings["shared_weights_valid_ppl"]
     assert set(result.rankings["shared_weights_valid_ppl"]) == set(range(32))
     assert len(result.candidates) == 32
-    assert result.trace[-1]["epoch"] == 3
+    assert [row["cost"] for row in result.trace] == [2, 3]  # the pick of the ranking at epoch 2, then the pick
+    assert result.trace[0]["score"] == min(snapshot["rankings"]["shared_weights_valid_ppl"].values())
     best = result.candidates[0]
     assert best.score == min(result.rankings["shared_weights_valid_ppl"].values())
 
 
 def test_random_ws_samples_candidates_in_a_large_space(tiny_corpus):
-    config = RandomWSConfig(TOY_MODEL, TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10),
-                            score_all_up_to=10, num_candidates=5)
+    config = RandomWSConfig(score_all_up_to=10, num_candidates=5)
     result = get_policy("random_ws")(config).search(toy_task(tiny_corpus, nodes=3))
     assert len({c.genotype for c in result.candidates}) == 5
     assert result.rankings == {} and result.ranking_history == []  # nothing to rank whole

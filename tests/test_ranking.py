@@ -1,8 +1,7 @@
 import pytest
 from scipy import stats
 
-from naseval.errors import NasevalError
-from naseval.ranking import (
+from naseval.analysis.ranking import (
     kendall_tau,
     kendall_tau_p,
     mean_scores,
@@ -10,6 +9,7 @@ from naseval.ranking import (
     spearman_rho,
     top_k_overlap,
 )
+from naseval.core.errors import NasevalError
 
 
 def test_identical_scores_give_one():

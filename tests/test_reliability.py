@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from naseval.reliability import (
+from naseval.analysis.reliability import (
     ceiling_tau,
     cell_intervals,
     kendall_tau_interval,

@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from naseval.analysis import AnalysisConfig, Experiment, GroundTruth, RunRecord, analyze
-from naseval.figures import render_figures
-from naseval.report import render_report
+from naseval.analysis.figures import render_figures
+from naseval.analysis.report import render_report
+from naseval.analysis.summary import AnalysisConfig, Experiment, GroundTruth, RunRecord, analyze
 
 CONFIG = AnalysisConfig()
 CONSISTENT = GroundTruth({0: {0: 60.0, 1: 61.0, 2: 62.0, 3: 63.0}, 1: {0: 60.2, 1: 61.1, 2: 62.3, 3: 62.9}},

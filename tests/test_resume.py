@@ -13,12 +13,13 @@ import pytest
 import torch
 from conftest import ROOT, tiny_stage_inputs
 
-from naseval.checkpoint import Checkpoint
-from naseval.errors import NasevalError
-from naseval.model import ModelConfig
+from naseval.core.errors import NasevalError
+from naseval.core.space import SearchSpace
+from naseval.nn.model import ModelConfig
 from naseval.policies import SearchTask, get_policy
-from naseval.space import SearchSpace
-from naseval.train import TrainConfig, train_cell
+from naseval.search.supernet import SupernetConfig
+from naseval.training.checkpoint import Checkpoint
+from naseval.training.recipe import TrainConfig, train_cell_reference
 
 SPACE = SearchSpace(2)
 TINY = ModelConfig(hidden_size=8)
@@ -31,45 +32,49 @@ def without_seconds(history):
 
 def test_training_resumed_after_epoch_5_ends_as_an_uninterrupted_run(tmp_path, tiny_corpus):
     genotype = SPACE.from_id(13)
-    whole = train_cell(genotype, tiny_corpus, 2, TINY, TRAIN, seed=4, show_progress=False)
+    whole = train_cell_reference(genotype, tiny_corpus, 2, TINY, TRAIN, seed=4, show_progress=False)
     checkpoint = Checkpoint(tmp_path / "train.pt", "run-a")
-    train_cell(genotype, tiny_corpus, 2, TINY, replace(TRAIN, epochs=5), seed=4, show_progress=False,
-               checkpoint=checkpoint)  # "killed" after its fifth epoch's checkpoint, averaging by then
-    resumed = train_cell(genotype, tiny_corpus, 2, TINY, TRAIN, seed=4, show_progress=False, checkpoint=checkpoint)
+    train_cell_reference(genotype, tiny_corpus, 2, TINY, replace(TRAIN, epochs=5), seed=4, show_progress=False,
+                         checkpoint=checkpoint)  # "killed" after its fifth epoch's checkpoint, averaging by then
+    resumed = train_cell_reference(genotype, tiny_corpus, 2, TINY, TRAIN, seed=4, show_progress=False,
+                                   checkpoint=checkpoint)
     assert any(row["averaged"] for row in whole.history)  # the ASGD state went through the checkpoint
     assert (resumed.valid_ppl, resumed.test_ppl) == (whole.valid_ppl, whole.test_ppl)
     assert without_seconds(resumed.history) == without_seconds(whole.history)
 
 
-SEARCH_TRAIN = {"model": TINY, "train": replace(TRAIN, epochs=3, nonmono=1000)}
-POLICIES = {  # policy -> (config overrides, the field that counts its epochs or rounds)
-    "random_ws": ({**SEARCH_TRAIN, "ranking_every": 1}, "train"),
-    "enas": ({**SEARCH_TRAIN, "derive_samples": 10}, "train"),
-    "darts": ({**SEARCH_TRAIN, "order": "first"}, "train"),
-    "nao": ({**SEARCH_TRAIN, "train": replace(TRAIN, epochs=1), "rounds": 3, "seed_cells": 6, "top_cells": 2,
-             "new_cells": 3, "random_cells": 1}, "rounds"),
+SUPERNET = SupernetConfig(TINY, replace(TRAIN, epochs=3, nonmono=1000))
+POLICIES = {  # policy -> (config overrides, its supernet, what counts its epochs or rounds)
+    "random_ws": ({"ranking_every": 1}, SUPERNET, "epochs"),
+    "enas": ({"derive_samples": 10}, SUPERNET, "epochs"),
+    "darts": ({"order": "first"}, SUPERNET, "epochs"),
+    "nao": ({"rounds": 3, "seed_cells": 6, "top_cells": 2, "new_cells": 3, "random_cells": 1},
+            replace(SUPERNET, train=replace(SUPERNET.train, epochs=1)), "rounds"),
 }
 
 
-def shortened(config, length_field):
+def shortened(config, supernet, length_field):
+    """The same search "killed" one epoch (or round) before its end."""
     if length_field == "rounds":
-        return replace(config, rounds=config.rounds - 1)
-    return replace(config, train=replace(config.train, epochs=config.train.epochs - 1))
+        return replace(config, rounds=config.rounds - 1), supernet
+    return config, replace(supernet, train=replace(supernet.train, epochs=supernet.train.epochs - 1))
 
 
-@pytest.mark.parametrize("name", sorted(POLICIES))
+@pytest.mark.parametrize("name", [pytest.param(name, marks=[pytest.mark.integration] if name == "darts" else [])
+                                  for name in sorted(POLICIES)])
 def test_search_resumed_from_its_checkpoint_ends_as_an_uninterrupted_search(name, tmp_path, tiny_corpus):
-    overrides, length_field = POLICIES[name]
+    overrides, supernet, length_field = POLICIES[name]
     policy = get_policy(name)
     config = policy.Config(**overrides)
     if name == "nao":
         config = replace(config, epd=replace(config.epd, epochs=20, hidden_size=16, embedding_size=8))
-    whole = policy(config).search(SearchTask(SPACE, tiny_corpus, 3))
-    task = SearchTask(SPACE, tiny_corpus, 3, Checkpoint(tmp_path / "search.pt", "run-b"))
-    policy(shortened(config, length_field)).search(task)
+    whole = policy(config).search(SearchTask(SPACE, tiny_corpus, 3, supernet))
+    checkpoint = Checkpoint(tmp_path / "search.pt", "run-b")
+    short_config, short_supernet = shortened(config, supernet, length_field)
+    policy(short_config).search(SearchTask(SPACE, tiny_corpus, 3, short_supernet, checkpoint))
     assert (tmp_path / "search.pt").is_file()
-    resumed = policy(config).search(task)
-    for part in ("candidates", "rankings", "ranking_history", "details"):
+    resumed = policy(config).search(SearchTask(SPACE, tiny_corpus, 3, supernet, checkpoint))
+    for part in ("candidates", "rankings", "ranking_history", "details", "evaluator"):
         assert same(getattr(resumed, part), getattr(whole, part)), part
     assert same(without_seconds(resumed.trace), without_seconds(whole.trace))
 
@@ -81,7 +86,7 @@ def same(a, b) -> bool:
 
 def test_a_checkpoint_of_another_run_or_a_truncated_one_is_refused(tmp_path, tiny_corpus):
     genotype = SPACE.from_id(1)
-    train_cell(genotype, tiny_corpus, 2, TINY, replace(TRAIN, epochs=1), seed=0, show_progress=False,
+    train_cell_reference(genotype, tiny_corpus, 2, TINY, replace(TRAIN, epochs=1), seed=0, show_progress=False,
                checkpoint=Checkpoint(tmp_path / "a.pt", "run-a"))
     with pytest.raises(NasevalError, match=r"checkpoint .*a\.pt belongs to another run .*: not resumed"):
         Checkpoint(tmp_path / "a.pt", "run-b").load()
@@ -98,6 +103,7 @@ def train_stage(tmp_path, out):
             "--data", str(tmp_path / "data"), "--out", str(out), "--params", str(tmp_path / "params.yaml")]
 
 
+@pytest.mark.integration
 def test_train_stage_killed_after_a_checkpoint_resumes_to_identical_metrics(tmp_path, tiny_corpus):
     tiny_stage_inputs(tmp_path, tiny_corpus, epochs=40, nonmono=2)
     subprocess.run(train_stage(tmp_path, tmp_path / "whole"), cwd=ROOT, check=True, capture_output=True)

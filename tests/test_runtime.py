@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from naseval.runtime import atomic_directory, write_atomic
+from naseval.core.runtime import atomic_directory, write_atomic
 
 
 @pytest.fixture
@@ -30,6 +30,7 @@ def test_a_failed_block_leaves_neither_the_folder_nor_its_scratch(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.integration
 def test_extract_starts_without_torch_and_records_the_environment_it_ran_in():
     """extract runs once per search run; importing torch would cost it about 4 s each time."""
     import subprocess
@@ -37,7 +38,7 @@ def test_extract_starts_without_torch_and_records_the_environment_it_ran_in():
 
     from conftest import ROOT
 
-    probe = ("import sys, stages.extract; from naseval.runtime import environment; "
+    probe = ("import sys, stages.extract; from naseval.core.runtime import environment; "
              "print('torch' in sys.modules, 'scipy' in sys.modules, environment()['threads'])")
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, check=True, capture_output=True, text=True)
     assert result.stdout.split() == ["False", "False", "None"]
@@ -46,7 +47,7 @@ def test_extract_starts_without_torch_and_records_the_environment_it_ran_in():
 def test_environment_names_the_software_and_the_threads_used():
     import torch
 
-    from naseval.runtime import environment
+    from naseval.core.runtime import environment
 
     recorded = environment(threads=3)
     assert recorded["torch"] == torch.__version__ and recorded["threads"] == 3 and recorded["device"] == "cpu"

@@ -4,8 +4,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from naseval.errors import NasevalError
-from naseval.space import SearchSpace, format_genotype, parse_genotype
+from naseval.core.errors import NasevalError
+from naseval.core.space import SearchSpace, format_genotype, parse_genotype
 
 
 @pytest.mark.parametrize("nodes, size", [(1, 4), (2, 32), (3, 384), (8, 2_642_411_520)])

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from naseval.statistics import (
+from naseval.analysis.statistics import (
     bootstrap_interval,
     compare_samples,
-    describe,
     mann_whitney_p,
     probability_of_beating,
     smallest_mann_whitney_p,
+    summary_statistics,
     welch_p,
 )
 
@@ -19,9 +19,9 @@ BASELINE = [63.0, 64.2, 62.7, 65.5, 63.8, 64.9]
 
 
 def test_describe_gives_the_median_and_sample_std():
-    assert describe([3.0, 1.0, 2.0, 10.0]) == {
+    assert summary_statistics([3.0, 1.0, 2.0, 10.0]) == {
         "mean": 4.0, "std": pytest.approx(np.std([3, 1, 2, 10], ddof=1)), "median": 2.5, "best": 1.0, "worst": 10.0}
-    assert describe([5.0])["std"] == 0.0
+    assert summary_statistics([5.0])["std"] == 0.0
 
 
 def test_p_values_match_scipy_on_fixed_samples():

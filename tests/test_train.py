@@ -5,10 +5,18 @@ import numpy as np
 import pytest
 import torch
 
-from naseval.data import batchify
-from naseval.errors import TrainingDiverged
-from naseval.model import LanguageModel, ModelConfig
-from naseval.train import TrainConfig, averaged_weights, evaluate, fit, perplexity, sequence_length, train_cell
+from naseval.core.data import batchify
+from naseval.core.errors import TrainingDiverged
+from naseval.nn.model import LanguageModel, ModelConfig
+from naseval.training.recipe import (
+    TrainConfig,
+    averaged_weights,
+    evaluate,
+    fit,
+    perplexity,
+    sequence_length,
+    train_cell_reference,
+)
 
 SMALL_MODEL = ModelConfig(hidden_size=16, dropout=0.1, dropouth=0.1, dropoutx=0.1, dropouti=0.1, dropoute=0.0)
 # 6 epochs: from DARTS's init (+-0.04) the toy model sits on the unigram plateau (ppl 21.4) for 3
@@ -18,7 +26,7 @@ GENOTYPE = (("tanh", 0), ("relu", 1))
 
 
 def test_training_learns_a_repeating_sequence(tiny_corpus):
-    result = train_cell(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, SMALL_TRAIN, seed=0, show_progress=False)
+    result = train_cell_reference(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, SMALL_TRAIN, seed=0, show_progress=False)
     assert result.valid_ppl < 8  # the uniform model has 22; the pattern is almost deterministic
     assert result.test_ppl < 8
     assert result.valid_ppl == min(h["valid_ppl"] for h in result.history)
@@ -28,7 +36,7 @@ def test_training_learns_a_repeating_sequence(tiny_corpus):
 def test_same_seed_same_result_other_seed_other_result(tiny_corpus):
     config = TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10)
     def run(seed):
-        return train_cell(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, config, seed, show_progress=False)
+        return train_cell_reference(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, config, seed, show_progress=False)
     first, again, other = run(3), run(3), run(4)
     assert first.test_ppl == again.test_ppl and first.valid_ppl == again.valid_ppl
     assert first.test_ppl != other.test_ppl
@@ -86,7 +94,7 @@ def test_fixed_sequence_length_is_bptt_or_half_of_it_as_the_search_scripts():
 
 
 def test_the_test_split_is_batched_at_test_batch_size(tiny_corpus):
-    from naseval.train import build_model_and_data
+    from naseval.training.recipe import build_model_and_data
 
     config = TrainConfig(batch_size=8, eval_batch_size=4, test_batch_size=1)
     _, (train, valid, test) = build_model_and_data(tiny_corpus, 2, ModelConfig(hidden_size=8), config)
@@ -134,11 +142,11 @@ def test_validation_nan_or_never_near_a_uniform_guess_is_a_diverged_run(tiny_cor
 
 def test_deterministic_mode_runs_and_changes_nothing_on_the_cpu(tiny_corpus, monkeypatch):
     config = TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10)
-    plain = train_cell(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, config, 3, show_progress=False)
+    plain = train_cell_reference(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, config, 3, show_progress=False)
     monkeypatch.setenv("NASEVAL_DETERMINISTIC", "1")
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # so that the test leaves the environment as it was
     try:
-        strict = train_cell(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, config, 3, show_progress=False)
+        strict = train_cell_reference(GENOTYPE, tiny_corpus, 2, SMALL_MODEL, config, 3, show_progress=False)
         assert torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(False)

@@ -9,27 +9,22 @@ from pathlib import Path
 import yaml
 from conftest import ROOT
 
+from naseval.core.profile import merged_params
+
 # lr 5: at lr 20 this hidden size of 8 sends random_ws seed 0's supernet to a validation perplexity of
 # 5e18 (200 words), which is a diverged run and not what these tests are about.
 TINY_TRAIN = {"epochs": 1, "batch_size": 8, "eval_batch_size": 8, "bptt": 10, "lr": 5.0}
-TINY_SEARCH = {"model": {"hidden_size": 8}, "ranking_every": 1, "train": TINY_TRAIN}
 TINY = {
     "seeds": [0, 1],
     "data": {"vocab_size": 200, "max_train_tokens": 4000, "max_eval_tokens": 1000},
     "space": {"nodes": 1},
     "model": {"hidden_size": 8},
     "train": TINY_TRAIN,
-    "search": {"random_ws": TINY_SEARCH, "enas": TINY_SEARCH, "darts": TINY_SEARCH,
-               "nao": {**TINY_SEARCH, "epd": {"epochs": 20}}},
+    "search": {"supernet": {"model": {"hidden_size": 8}, "train": TINY_TRAIN},
+               "random_ws": {"ranking_every": 1}, "enas": {"ranking_every": 1}, "darts": {"ranking_every": 1},
+               "nao": {"ranking_every": 1, "epd": {"epochs": 20}, "supernet": {"train": {"epochs": 1}}}},
     "ground_truth": {"seeds": [0, 1], "workers": 1},
 }
-
-
-def merge(base: dict, override: dict) -> dict:
-    merged = dict(base)
-    for key, value in override.items():
-        merged[key] = merge(base[key], value) if isinstance(value, dict) else value
-    return merged
 
 
 def environment(extra: dict | None = None) -> dict:
@@ -52,7 +47,8 @@ def tiny_repo(path: Path, override: dict | None = None) -> Path:
     for folder in ("naseval", "stages"):
         shutil.copytree(ROOT / folder, path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", path)
-    params = merge(merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY), override or {})
+    default = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = merged_params(merged_params(default, TINY, ""), override or {}, "")
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(path, "git", "init", "-q")
     run(path, "git", "config", "user.email", "ci@example.com")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from naseval.params import build, read_params, require
+from naseval.core.params import build, read_params, require
 
 EXECUTORS = ("slurm", "local")
 

@@ -21,7 +21,7 @@ from naseval.campaign.executors import Executor, JobSpec
 from naseval.campaign.ledger import Campaign, record_attempt
 from naseval.campaign.pipeline import Pipeline, read_pipeline
 from naseval.campaign.plan import JobFacts, Plan, State, plan
-from naseval.errors import NasevalError
+from naseval.core.errors import NasevalError
 
 log = logging.getLogger("naseval")
 
@@ -59,7 +59,7 @@ class Launch:
                     log.info("would submit %s (key %s)", name, pipeline.stages[name].key)
             if submitted:
                 log.info("submitted %d: %s", len(submitted), ", ".join(submitted))
-            if counts != (counts := describe(current)):
+            if counts != (counts := plan_counts(current)):
                 log.info("%s", counts)
             if not wait or dry_run or current.finished:
                 return current
@@ -130,7 +130,7 @@ class Launch:
         return rows
 
 
-def describe(current: Plan) -> str:
+def plan_counts(current: Plan) -> str:
     """How many stages are in each state, e.g. '12 done, 2 active, 3 waiting'."""
     return ", ".join(f"{len(current.having(state))} {state.value}" for state in State if current.having(state))
 

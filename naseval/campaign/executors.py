@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from naseval.campaign.config import LaunchConfig
-from naseval.errors import NasevalError
+from naseval.core.errors import NasevalError
 
 
 @dataclass(frozen=True)

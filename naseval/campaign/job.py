@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 
 from naseval.campaign.ledger import Campaign, now
-from naseval.runtime import SHARED_RESUME_ENV
+from naseval.core.runtime import SHARED_RESUME_ENV
 
 DVC = (sys.executable, "-m", "dvc")
 

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from naseval.runtime import write_json
+from naseval.core.runtime import write_json
 
 FORMAT = "naseval-ledger-1"
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from naseval.errors import NasevalError
-from naseval.params import read_params, section
+from naseval.core.errors import NasevalError
+from naseval.core.params import read_params, section
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """The search-policy interface and its registry.
 
-A policy gets a search task (space, data, seed, and the oracle's table where one was trained)
-and returns ranked candidate cells with their search-time scores, a trace over search time and,
-where it can score every cell of the space, named rankings of all cells for comparison with the
-ground truth. A policy that scores cells does it through an evaluator (naseval/evaluators.py),
-and lists in `evaluators` the ones it has a meaning with.
+A policy gets a search task (space, data, seed, the supernet's recipe, and the oracle's table
+where one was trained) and returns a SearchResult (policies/result.py): ranked candidate cells
+with their search-time scores, a trace over search time with one schema for all, and, where it can
+score every cell of the space, named rankings of all cells for comparison with the ground truth.
+A policy that scores cells builds its evaluator with `SearchTask.evaluator`, one factory for all,
+and lists in `evaluators` the ones it has a meaning with; it never asks which one it has.
 """
 
 from __future__ import annotations
@@ -12,17 +13,21 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from naseval.checkpoint import Checkpoint, Stateful
-from naseval.data import Corpus
-from naseval.errors import NasevalError
-from naseval.model import ModelConfig
-from naseval.oracle import OracleTable
-from naseval.params import require
-from naseval.space import Genotype, SearchSpace, format_genotype
-from naseval.train import TrainConfig
+import numpy as np
+
+from naseval.core.data import Corpus
+from naseval.core.errors import NasevalError
+from naseval.core.params import build, require, section
+from naseval.core.profile import merged_params
+from naseval.core.space import SearchSpace
+from naseval.policies.result import SearchResult
+from naseval.search.evaluators import Evaluator, make_evaluator
+from naseval.search.oracle import OracleTable
+from naseval.search.supernet import SupernetConfig
+from naseval.training.checkpoint import Checkpoint, Stateful
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class SearchTask:
     space: SearchSpace
     corpus: Corpus
     seed: int
+    supernet: SupernetConfig = SupernetConfig()  # the policy's supernet and its recipe, overrides applied
     checkpoint: Checkpoint | None = None  # where a policy that trains saves its state, to resume
     oracle: OracleTable | None = None  # the held-out seeds' results, for the oracle evaluator
 
@@ -37,42 +43,16 @@ class SearchTask:
         """The task's checkpoint, also saving the policy's own stateful objects; None without one."""
         return self.checkpoint.tracking(**stateful) if self.checkpoint else None
 
-
-@dataclass(frozen=True)
-class Candidate:
-    genotype: Genotype
-    score: float | None  # search-time score, lower is better; None when the policy has none
-
-
-@dataclass
-class SearchResult:
-    candidates: list[Candidate]  # best first
-    trace: list[dict[str, Any]]  # one row per point of search time, same keys in every row
-    rankings: dict[str, dict[int, float]] = field(default_factory=dict)  # name -> cell id -> score
-    details: dict[str, Any] = field(default_factory=dict)  # policy-specific facts worth a record
-    # rankings of every cell at points of search time: [{"epoch": e, "rankings": {name: scores}}]
-    ranking_history: list[dict[str, Any]] = field(default_factory=list)
-    evaluator: dict[str, Any] | None = None  # the evaluator's facts (Evaluator.facts); None: scored nothing
-
-
-def best_so_far_trace(cells: list[Genotype], scores: dict[int, float], space: SearchSpace) -> list[dict[str, Any]]:
-    """One row per scored cell, in the order scored, with the best cell up to it."""
-    rows, best = [], None
-    for step, cell in enumerate(cells, 1):
-        score = scores[space.to_id(cell)]
-        if best is None or score < best[1]:
-            best = cell, score
-        rows.append({"step": step, "cell_id": space.to_id(cell), "genotype": format_genotype(cell), "score": score,
-                     "best_cell_id": space.to_id(best[0]), "best_score": best[1]})
-    return rows
+    def evaluator(self, name: str, rng: np.random.Generator, budget: int = 0, **cell_options: Any) -> Evaluator:
+        """The one way a policy gets its evaluator: `name` from its config, `budget` the oracle's
+        (cells it may train), `cell_options` the supernet's weight sharing."""
+        return make_evaluator(name, self.space, self.corpus, self.supernet, rng, self.oracle, budget, **cell_options)
 
 
 class SearchPolicy(ABC):
-    """Subclasses set `name` and `Config`, the dataclass of params.yaml `search.<name>`.
-
-    A policy that trains a model owns its search-time model and recipe in that section, as the
-    originals search with other sizes than they train with (DARTS: hidden 300 vs 850).
-    """
+    """Subclasses set `name` and `Config`, the dataclass of params.yaml `search.<name>`. A policy
+    with more than one meaningful evaluator has an `evaluator` key in its Config; one with a single
+    evaluator has none (its `evaluators` says which)."""
 
     name: ClassVar[str]
     Config: ClassVar[type]
@@ -81,35 +61,19 @@ class SearchPolicy(ABC):
     def __init__(self, config: Any):
         self.config = config
 
+    @property
+    def evaluator_name(self) -> str:
+        """The evaluator its config chooses, or its only one."""
+        return getattr(self.config, "evaluator", self.evaluators[0] if self.evaluators else "none")
+
     @abstractmethod
     def search(self, task: SearchTask) -> SearchResult:
         """Run the search with `task.seed` driving every random draw."""
 
 
-EVALUATORS = ("shared_weights", "oracle")  # naseval/evaluators.py
-
-
 def check_evaluator(value: str, allowed: tuple[str, ...], why_not: str = "") -> None:
     """For a Config's __post_init__: `evaluator` must be one the policy has a meaning with."""
     require(value in allowed, "evaluator", value, f"{' or '.join(allowed)}{why_not}")
-
-
-@dataclass(frozen=True)
-class MultiTrialConfig:
-    """What a policy that scores cell after cell (random search, evolution) shares: its evaluator,
-    its budget, and the supernet it trains under shared weights, as random_ws's."""
-
-    evaluator: str = "oracle"  # or shared_weights
-    budget: int = 16  # distinct cells scored: under the oracle, cells trained
-    model: ModelConfig = field(default_factory=ModelConfig)  # the supernet, under shared weights
-    train: TrainConfig = field(default_factory=TrainConfig)  # its recipe
-    validation_cells: int = 4  # cells whose mean validation loss tracks the supernet
-    score_all_up_to: int = 64  # under shared weights, spaces this small are also ranked whole
-
-    def __post_init__(self) -> None:
-        check_evaluator(self.evaluator, EVALUATORS)
-        for key in ("budget", "validation_cells", "score_all_up_to"):
-            require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
 
 
 _REGISTRY: dict[str, type[SearchPolicy]] = {}
@@ -139,3 +103,17 @@ def get_policy(name: str) -> type[SearchPolicy]:
     if name not in _REGISTRY:
         raise NasevalError(f"unknown policy {name!r} (known: {', '.join(names)})")
     return _REGISTRY[name]
+
+
+def search_params(params: dict[str, Any], name: str, where: str = "params.yaml") -> tuple[Any, SupernetConfig]:
+    """The params of a search with policy `name`: its `search.<name>` section, and `search.supernet`
+    with the section's `supernet:` overrides merged in (key by key, nested)."""
+    own = dict(section(params, f"search.{name}", where) or {})
+    overrides = own.pop("supernet", None)
+    shared = section(params, "search.supernet", where)
+    supernet = build(SupernetConfig, shared, "search.supernet", where)  # its own errors name its own keys
+    if overrides is not None:
+        key = f"search.{name}.supernet"
+        supernet = build(SupernetConfig, merged_params(shared, overrides, key, where), key, where)
+    return build(get_policy(name).Config, own, f"search.{name}", where), supernet
+

@@ -20,7 +20,7 @@ cells by that product (`alpha_neg_log_prob`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,15 +29,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from naseval.data import batchify
-from naseval.errors import NasevalError, TrainingDiverged
-from naseval.model import LanguageModel, MixedCell, ModelConfig
-from naseval.params import require
-from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, check_evaluator, register
-from naseval.runtime import seed_everything
-from naseval.space import Genotype, SearchSpace, format_genotype
-from naseval.train import Step, TrainConfig, build_model_and_data, evaluate, fit, perplexity
-from naseval.weight_sharing import Chunks, RankingHistory, ranked_candidates, score_cells
+from naseval.core.data import batchify
+from naseval.core.errors import NasevalError, TrainingDiverged
+from naseval.core.params import require
+from naseval.core.runtime import seed_everything
+from naseval.core.space import Genotype, SearchSpace, format_genotype
+from naseval.nn.model import LanguageModel, MixedCell, one_hot  # noqa: F401 (one_hot: the tests' import)
+from naseval.policies.base import SearchPolicy, SearchTask, register
+from naseval.policies.result import SearchResult, Trace, epoch_rows, ranked_candidates
+from naseval.search.evaluators import SHARED_WEIGHTS_RANKING
+from naseval.search.supernet import RankingHistory, ValidationStream
+from naseval.training.recipe import Step, TrainConfig, evaluate, perplexity
 
 ORDERS = ("first", "second")
 RELAXATIONS = ("per_edge", "per_node")
@@ -47,8 +49,6 @@ RELAXATIONS = ("per_edge", "per_node")
 class DartsConfig:
     """params.yaml `search.darts`."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)  # the supernet
-    train: TrainConfig = field(default_factory=TrainConfig)  # its weights' recipe
     order: str = "second"  # of the architecture gradient
     relaxation: str = "per_edge"  # the original's; or per_node (see the module's docstring)
     arch_lr: float = 3e-3  # Adam on alpha
@@ -58,12 +58,8 @@ class DartsConfig:
     hessian_epsilon: float = 1e-2  # finite-difference step, divided by the gradient's norm
     score_all_up_to: int = 64  # spaces this small are ranked whole
     ranking_every: int = 2  # epochs between rankings of the whole space during training; 0: none
-    evaluator: str = "shared_weights"  # the only one: see DartsPolicy.evaluators
 
     def __post_init__(self) -> None:
-        check_evaluator(self.evaluator, DartsPolicy.evaluators,
-                        " (darts has no meaning without weight sharing: its architecture weights learn by "
-                        "gradient through the supernet's)")
         require(self.order in ORDERS, "order", self.order, f"one of {', '.join(ORDERS)}")
         require(self.relaxation in RELAXATIONS, "relaxation", self.relaxation, f"one of {', '.join(RELAXATIONS)}")
         for key in ("arch_lr", "init_scale", "hessian_epsilon"):
@@ -88,15 +84,6 @@ def choice_log_probs(alphas: list[torch.Tensor], relaxation: str) -> list[torch.
 def mixing_weights(alphas: list[torch.Tensor], relaxation: str) -> list[torch.Tensor]:
     """Per node, the weight MixedCell gives each (predecessor, op) pair."""
     return [log_probs.exp() for log_probs in choice_log_probs(alphas, relaxation)]
-
-
-def one_hot(genotype: Genotype, space: SearchSpace, like: torch.Tensor) -> list[torch.Tensor]:
-    weights = []
-    for node, (op, pred) in enumerate(genotype):
-        w = like.new_zeros(node + 1, len(space.ops))
-        w[pred, space.ops.index(op)] = 1.0
-        weights.append(w)
-    return weights
 
 
 def argmax_cell(alphas: list[torch.Tensor], space: SearchSpace, relaxation: str) -> Genotype:
@@ -185,14 +172,15 @@ def architecture_gradient(model: LanguageModel, alphas: list[torch.Tensor], trai
 class Architect:
     """Alpha, its Adam optimizer and the validation stream its steps read (DARTS architect.py)."""
 
-    def __init__(self, model: LanguageModel, space: SearchSpace, config: DartsConfig, search_data: torch.Tensor):
-        self.model, self.space, self.config = model, space, config
+    def __init__(self, model: LanguageModel, space: SearchSpace, config: DartsConfig, train: TrainConfig,
+                 search_data: torch.Tensor):
+        self.model, self.space, self.config, self.train = model, space, config, train
         device = search_data.device
         shapes = [alpha_shape(node, space, config.relaxation) for node in range(space.nodes)]
         self.alphas = [nn.Parameter(config.init_scale * torch.randn(shape).to(device)) for shape in shapes]
         self.optimizer = torch.optim.Adam(self.alphas, lr=config.arch_lr, betas=(0.9, 0.999),
                                           weight_decay=config.arch_weight_decay)
-        self.batches = Chunks(search_data, config.train.bptt)
+        self.batches = ValidationStream(search_data, train.bptt)
         self.hidden = model.init_hidden(search_data.size(1))
 
     def restart(self) -> None:
@@ -219,7 +207,7 @@ class Architect:
     def step(self, step: Step) -> list[torch.Tensor]:
         """One alpha update before the weights' step on the same training minibatch."""
         x, y = self.batches.next()
-        train = self.config.train
+        train = self.train
         grads, self.hidden = architecture_gradient(
             self.model, self.alphas, (step.inputs, step.targets, step.hidden), (x, y, self.hidden),
             step.lr, train.weight_decay, train.clip, self.config.order, self.config.hessian_epsilon,
@@ -237,30 +225,24 @@ class DartsPolicy(SearchPolicy):
     evaluators = ("shared_weights",)
 
     def search(self, task: SearchTask) -> SearchResult:
-        config, space, bptt = self.config, task.space, self.config.train.bptt
-        relaxation = config.relaxation
+        config, space, relaxation = self.config, task.space, self.config.relaxation
         if space.cell_output != "mean":
             raise NasevalError(f"darts: space.cell_output {space.cell_output!r} is not possible: DARTS's relaxation "
                                "averages every node, as its cells do (allowed: mean)")
         rng = seed_everything(task.seed)
-        model, (train_data, valid_data, _) = build_model_and_data(
-            task.corpus, space.nodes, config.model, config.train, cell_class=MixedCell, ops=space.ops,
-            batch_norm=config.batch_norm)
+        evaluator = task.evaluator(self.evaluator_name, rng, cell_class=MixedCell, ops=space.ops,
+                                   batch_norm=config.batch_norm)
+        # The architecture step is the policy's; the supernet and its training are the evaluator's.
+        model, valid_data, bptt = evaluator.model, evaluator.valid_data, task.supernet.train.bptt
         # Alpha steps read validation minibatches as large as the training ones (DARTS search_data).
-        search_data = batchify(task.corpus.splits["valid"], config.train.batch_size, valid_data.device)
-        architect = Architect(model, space, config, search_data)
-
-        def as_arch(genotype: Genotype) -> list[torch.Tensor]:
-            return one_hot(genotype, space, like=model.cell.W0)
+        search_data = batchify(task.corpus.splits["valid"], task.supernet.train.batch_size, valid_data.device)
+        architect = Architect(model, space, config, task.supernet.train, search_data)
 
         def alpha_ranking(cells: list[Genotype]) -> dict[int, float]:
             return {space.to_id(g): neg_log_prob(architect.alphas, g, space, relaxation) for g in cells}
 
         def rank(cells: list[Genotype]) -> dict[str, dict[int, float]]:
-            return {
-                "alpha_neg_log_prob": alpha_ranking(cells),
-                "shared_weights_valid_ppl": score_cells(model, valid_data, cells, space, bptt, as_arch),
-            }
+            return {"alpha_neg_log_prob": alpha_ranking(cells), SHARED_WEIGHTS_RANKING: evaluator.score(cells)}
 
         enumerable = space.size <= config.score_all_up_to
         history = RankingHistory(config.ranking_every if enumerable else 0, lambda: rank(list(space.enumerate())))
@@ -270,14 +252,15 @@ class DartsPolicy(SearchPolicy):
             architect.restart()
             best = argmax_cell(architect.alphas, space, relaxation)
             return {
-                "cell_id": space.to_id(best), "genotype": format_genotype(best),
-                "score": perplexity(evaluate(model, valid_data, as_arch(best), bptt)),
+                "cell_id": space.to_id(best), "cost": evaluator.cost,
+                "score": perplexity(evaluate(model, valid_data, model.cell.arch_of(best), bptt)),
                 "alpha_probability": float(np.exp(-neg_log_prob(architect.alphas, best, space, relaxation))),
             }
 
-        fitted = fit(model, train_data, config.train, rng, architect.step,
-                     lambda: evaluate(model, valid_data, architect.weights(), bptt), "darts",
-                     after_epoch=after_epoch, checkpoint=task.tracking(architect=architect, history=history))
+        rows = evaluator.train(architect.step, lambda: [architect.weights()], "darts", after_epoch=after_epoch,
+                               checkpoint=task.tracking(architect=architect, history=history, **evaluator.stateful()))
+        # Each epoch's argmax cell, scored under the shared weights (validation scored the mixture).
+        trace = epoch_rows(Trace(space), rows, score="score")
 
         best = argmax_cell(architect.alphas, space, relaxation)
         cells = list(space.enumerate()) if enumerable else [best]
@@ -289,6 +272,5 @@ class DartsPolicy(SearchPolicy):
             "mixing_weights": [w.cpu().tolist() for w in architect.weights()],  # per node: [pred][op]
             "alphas": [a.detach().cpu().tolist() for a in architect.alphas],  # per_edge: column 0 is `none`
         }
-        return SearchResult(ranked_candidates(cells, alpha_scores, space), fitted.history, rankings,
-                            details=details, ranking_history=history.snapshots,
-                            evaluator={"name": "shared_weights"})
+        return SearchResult(ranked_candidates(cells, alpha_scores, space), trace, rankings, details=details,
+                            ranking_history=history.snapshots, evaluator=evaluator.facts())

@@ -26,15 +26,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from naseval.evaluators import EVALUATORS, SHARED_WEIGHTS_RANKING, make_evaluator
-from naseval.model import ModelConfig
-from naseval.oracle import BudgetSpent
-from naseval.params import require
-from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, check_evaluator, register
-from naseval.runtime import seed_everything
-from naseval.space import Genotype, SearchSpace, format_genotype
-from naseval.train import TrainConfig
-from naseval.weight_sharing import RankingHistory, ranked_candidates
+from naseval.core.params import require
+from naseval.core.runtime import seed_everything
+from naseval.core.space import Genotype, SearchSpace, format_genotype
+from naseval.policies.base import SearchPolicy, SearchTask, check_evaluator, register
+from naseval.policies.result import SearchResult, Trace, epoch_rows, ranked_candidates
+from naseval.search.evaluators import EVALUATORS, SHARED_WEIGHTS_RANKING
+from naseval.search.oracle import BudgetSpent
+from naseval.search.supernet import RankingHistory
 
 CONTROLLER_INIT_RANGE = 0.1  # ENAS initializes every controller weight uniformly in +-0.1
 
@@ -63,8 +62,6 @@ class ControllerConfig:
 class EnasConfig:
     """params.yaml `search.enas`."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)  # the shared weights
-    train: TrainConfig = field(default_factory=TrainConfig)  # their recipe; its epochs count the oracle's too
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     derive_samples: int = 100  # cells sampled from the final controller and scored
     score_all_up_to: int = 64  # spaces this small are also ranked whole
@@ -188,8 +185,7 @@ class EnasPolicy(SearchPolicy):
     def search(self, task: SearchTask) -> SearchResult:
         config, space = self.config, task.space
         rng = seed_everything(task.seed)
-        evaluator = make_evaluator(config.evaluator, space, task.corpus, config.model, config.train, rng,
-                                   task.oracle, config.budget, weights="per_edge")
+        evaluator = task.evaluator(config.evaluator, rng, config.budget, sharing="by_edge")
         controller = Controller(space, config.controller).to(evaluator.device)
         reinforce = Reinforce(controller, config.controller)
 
@@ -222,7 +218,7 @@ class EnasPolicy(SearchPolicy):
             history(epoch)
             best = mode()
             return {
-                "cell_id": space.to_id(best), "genotype": format_genotype(best),
+                "cell_id": space.to_id(best), "cost": evaluator.cost,
                 "mode_probability": cell_probability(controller, best), "controller_steps": len(stats),
                 "mean_reward": float(np.mean([s["reward"] for s in stats])) if stats else None,
                 "controller_entropy": float(np.mean([s["entropy"] for s in stats])) if stats else None,
@@ -232,7 +228,7 @@ class EnasPolicy(SearchPolicy):
         rows = evaluator.train(sample_cell, lambda: [mode()], "enas", after_epoch=train_controller,
                                checkpoint=task.tracking(controller=controller, reinforce=reinforce, history=history,
                                                         **evaluator.stateful()))
-        trace = [{**row, "score": row["valid_ppl"]} for row in rows]
+        trace = epoch_rows(Trace(space), rows)  # the greedy cell of each epoch, scored by validation
 
         with torch.no_grad():
             sampled = [controller.sample(rng).genotype for _ in range(config.derive_samples)]

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from naseval.evaluators import EVALUATORS, start_multi_trial
-from naseval.params import require
-from naseval.policies.base import MultiTrialConfig, SearchPolicy, SearchResult, SearchTask, best_so_far_trace, register
-from naseval.space import Genotype, SearchSpace
-from naseval.weight_sharing import ranked_candidates
+from naseval.core.params import require
+from naseval.core.space import Genotype, SearchSpace
+from naseval.policies.base import SearchPolicy, SearchTask, register
+from naseval.policies.multi_trial import MultiTrialConfig, start_multi_trial
+from naseval.policies.result import SearchResult, Trace, ranked_candidates
+from naseval.search.evaluators import EVALUATORS
 
 
 @dataclass(frozen=True)
@@ -62,20 +63,26 @@ class EvolutionPolicy(SearchPolicy):
         config, space = self.config, task.space
         rng, evaluator = start_multi_trial(config, task)
         budget = min(config.budget, space.size)
+        trace, scores = Trace(space), {}
+
+        def score(cell: Genotype) -> None:
+            scores.update(evaluator.score([cell]))
+            trace.add(cell, scores[space.to_id(cell)], evaluator.cost)
+
         first = space.sample_distinct(min(config.population_size, space.size), rng)
-        scores = evaluator.score(first)
+        for cell in first:
+            score(cell)
         population, scored, cycles = deque(first), list(first), 0  # oldest first
         while len(scores) < budget and cycles < config.max_cycles:
             cycles += 1
             members = [population[int(i)] for i in rng.choice(len(population), config.sample_size, replace=False)]
             parent = min(members, key=lambda g: scores[space.to_id(g)])
             child = mutate(parent, space, rng)
-            scores |= evaluator.score([child])
+            score(child)
             population.append(child)
             population.popleft()
             scored.append(child)
         distinct = list(dict.fromkeys(scored))
         rankings = evaluator.rank_all(scores) if space.size <= config.score_all_up_to else {}
-        return SearchResult(ranked_candidates(distinct, scores, space), best_so_far_trace(scored, scores, space),
-                            rankings, details={"cycles": cycles, "distinct_scored": len(distinct)},
-                            evaluator=evaluator.facts())
+        return SearchResult(ranked_candidates(distinct, scores, space), trace.rows, rankings,
+                            details={"cycles": cycles, "distinct_scored": len(distinct)}, evaluator=evaluator.facts())

@@ -28,15 +28,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from naseval.checkpoint import random_states, restore_random_states
-from naseval.evaluators import EVALUATORS, make_evaluator
-from naseval.model import ModelConfig
-from naseval.params import require
-from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, check_evaluator, register
-from naseval.runtime import seed_everything
-from naseval.space import Genotype, SearchSpace, format_genotype
-from naseval.train import TrainConfig
-from naseval.weight_sharing import RankingHistory, ranked_candidates
+from naseval.core.params import require
+from naseval.core.runtime import seed_everything
+from naseval.core.space import Genotype, SearchSpace
+from naseval.policies.base import SearchPolicy, SearchTask, check_evaluator, register
+from naseval.policies.result import SearchResult, Trace, ranked_candidates
+from naseval.search.evaluators import EVALUATORS
+from naseval.search.supernet import RankingHistory
+from naseval.training.checkpoint import random_states, restore_random_states
 
 START = 0  # the decoder's first input token
 VALIDATION_CELLS = 4  # pool cells whose mean validation loss tracks the child model
@@ -68,8 +67,6 @@ class EpdConfig:
 class NaoConfig:
     """params.yaml `search.nao`."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)  # the child model
-    train: TrainConfig = field(default_factory=TrainConfig)  # its recipe; `epochs` is per round
     epd: EpdConfig = field(default_factory=EpdConfig)
     rounds: int = 3  # child training phases; new cells are proposed between them
     seed_cells: int = 1000  # the first pool, drawn at random; the pool keeps this size
@@ -270,42 +267,41 @@ class NaoPolicy(SearchPolicy):
     def search(self, task: SearchTask) -> SearchResult:
         config, space = self.config, task.space
         rng = seed_everything(task.seed)
-        evaluator = make_evaluator(config.evaluator, space, task.corpus, config.model, config.train, rng,
-                                   task.oracle, config.budget, weights="per_choice")
+        evaluator = task.evaluator(config.evaluator, rng, config.budget, sharing="by_choice")
         epd = EncoderPredictorDecoder(Tokens(space), config.epd)
         optimizer = torch.optim.Adam(epd.parameters(), lr=config.epd.lr, weight_decay=config.epd.weight_decay)
         clamps: dict[str, Any] = {}
-        affordable = space.size if evaluator.remaining is None else min(space.size, evaluator.remaining)
+        affordable = int(min(space.size, evaluator.remaining))
         pool = space.sample_distinct(clamped(config.seed_cells, affordable, "seed_cells", clamps), rng)
         def sample_from_pool(step) -> Genotype:
             return pool[int(rng.integers(len(pool)))]
 
         enumerable = space.size <= config.score_all_up_to
         history = RankingHistory(config.ranking_every if enumerable else 0, lambda: evaluator.rank_all(scores))
-        trace, stop, done = [], f"ran {config.rounds} rounds", 0
+        trace, stop, done = Trace(space), f"ran {config.rounds} rounds", 0
         # Checkpoints at the end of each round: the child model, the EPD and the pool.
         checkpoint = task.tracking(epd=epd, optimizer=optimizer, history=history, **evaluator.stateful())
         saved = checkpoint.load() if checkpoint else None
         if saved:
-            pool, trace, scores, clamps = saved["pool"], saved["trace"], saved["scores"], saved["clamps"]
+            pool, scores, clamps = saved["pool"], saved["scores"], saved["clamps"]
+            trace = Trace(space, saved["trace"])
             restore_random_states(saved["random"], rng)
-            done = len(trace)
+            done = len(trace.rows)
         for round_ in range(done + 1, config.rounds + 1):
             rows = evaluator.train(sample_from_pool, lambda: pool[:VALIDATION_CELLS], f"nao round {round_}")
             scores = evaluator.score(pool)
             best = min(pool, key=lambda g: scores[space.to_id(g)])
-            row = {"round": round_, "epoch": round_ * config.train.epochs, "pool": len(pool),
-                   "cell_id": space.to_id(best), "genotype": format_genotype(best),
-                   "score": scores[space.to_id(best)], "child_valid_ppl": rows[-1]["valid_ppl"] if rows else None,
-                   "epd_mse": None, "epd_nll": None, "new_cells": 0, "random_cells": 0, "step_size": None}
-            trace.append(row)
+            row = trace.add(best, scores[space.to_id(best)], evaluator.cost, round=round_,
+                            epoch=round_ * task.supernet.train.epochs, pool=len(pool),
+                            child_valid_ppl=rows[-1]["valid_ppl"] if rows else None,
+                            epd_mse=None, epd_nll=None, new_cells=0, random_cells=0, step_size=None)
             history(round_, epoch=row["epoch"])
             if round_ == config.rounds:
                 break
             if len(pool) == space.size:
                 stop = f"the pool holds the whole space after round {round_}"
                 break
-            budget_left = space.size if evaluator.remaining is None else evaluator.remaining
+            budget_left = int(min(space.size, evaluator.remaining))
             if budget_left == 0:
                 stop = f"the oracle's budget of {config.budget} cells was spent after round {round_}"
                 break
@@ -324,7 +320,7 @@ class NaoPolicy(SearchPolicy):
             row["random_cells"] = len(drawn)
             pool = next_pool(ranked, new, drawn)
             if checkpoint:
-                checkpoint.save({"pool": pool, "trace": trace, "scores": scores, "clamps": clamps,
+                checkpoint.save({"pool": pool, "trace": trace.rows, "scores": scores, "clamps": clamps,
                                  "random": random_states(rng)})
 
         rankings = {}
@@ -336,5 +332,5 @@ class NaoPolicy(SearchPolicy):
             rankings["predictor_neg_performance"] = dict(zip(
                 (space.to_id(g) for g in cells), (-predicted(epd, cells)).tolist(), strict=True))
         details = {"stopped": stop, "pool": len(pool), "clamped": clamps}
-        return SearchResult(ranked_candidates(pool, scores, space), trace, rankings, details=details,
+        return SearchResult(ranked_candidates(pool, scores, space), trace.rows, rankings, details=details,
                             ranking_history=history.snapshots, evaluator=evaluator.facts())

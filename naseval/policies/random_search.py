@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from naseval.evaluators import EVALUATORS, start_multi_trial
-from naseval.policies.base import MultiTrialConfig, SearchPolicy, SearchResult, SearchTask, best_so_far_trace, register
-from naseval.weight_sharing import ranked_candidates
+from naseval.policies.base import SearchPolicy, SearchTask, register
+from naseval.policies.multi_trial import MultiTrialConfig, start_multi_trial
+from naseval.policies.result import SearchResult, Trace, ranked_candidates
+from naseval.search.evaluators import EVALUATORS
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,10 @@ class RandomSearchPolicy(SearchPolicy):
     def search(self, task: SearchTask) -> SearchResult:
         config, space = self.config, task.space
         rng, evaluator = start_multi_trial(config, task)
-        cells = space.sample_distinct(config.budget, rng)
-        scores = evaluator.score(cells)
+        cells, trace, scores = space.sample_distinct(config.budget, rng), Trace(space), {}
+        for cell in cells:  # one at a time, so that the trace has each cell's cost
+            scores |= evaluator.score([cell])
+            trace.add(cell, scores[space.to_id(cell)], evaluator.cost)
         rankings = evaluator.rank_all(scores) if space.size <= config.score_all_up_to else {}
-        return SearchResult(ranked_candidates(cells, scores, space), best_so_far_trace(cells, scores, space),
-                            rankings, evaluator=evaluator.facts())
+        return SearchResult(ranked_candidates(cells, scores, space), trace.rows, rankings,
+                            evaluator=evaluator.facts())

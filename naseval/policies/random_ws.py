@@ -1,36 +1,32 @@
 """`random_ws`: random search with weight sharing (Li & Talwalkar 2019; Yu et al. 2020).
 
-The supernet is trained with one cell drawn uniformly per minibatch; candidates (every cell of
-an enumerable space) are then scored by validation perplexity under the shared weights.
+The supernet (`search.supernet`) is trained with one cell drawn uniformly per minibatch and keeps
+its final weights; candidates (every cell of an enumerable space) are then scored by validation
+perplexity under the shared weights.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from naseval.evaluators import SHARED_WEIGHTS_RANKING, SharedWeights, warm_up
-from naseval.model import ModelConfig
-from naseval.params import require
-from naseval.policies.base import SearchPolicy, SearchResult, SearchTask, check_evaluator, register
-from naseval.runtime import seed_everything
-from naseval.train import TrainConfig
-from naseval.weight_sharing import RankingHistory, ranked_candidates
+from naseval.core.params import require
+from naseval.core.runtime import seed_everything
+from naseval.policies.base import SearchPolicy, SearchTask, register
+from naseval.policies.result import SearchResult, Trace, ranked_candidates, without_seconds
+from naseval.search.evaluators import SHARED_WEIGHTS_RANKING, train_on_random_cells
+from naseval.search.supernet import RankingHistory
 
 
 @dataclass(frozen=True)
 class RandomWSConfig:
     """params.yaml `search.random_ws`."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)  # the supernet
-    train: TrainConfig = field(default_factory=TrainConfig)  # the supernet's training recipe
     score_all_up_to: int = 64  # spaces this small are ranked whole
     num_candidates: int = 100  # distinct cells scored in larger spaces
     validation_cells: int = 4  # cells whose mean validation loss tracks the supernet
     ranking_every: int = 2  # epochs between rankings of the whole space during training; 0: none
-    evaluator: str = "shared_weights"
 
     def __post_init__(self) -> None:
-        check_evaluator(self.evaluator, ("shared_weights",), " (without weight sharing this is random_search)")
         for key in ("score_all_up_to", "num_candidates", "validation_cells"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         require(self.ranking_every >= 0, "ranking_every", self.ranking_every, "an integer >= 0")
@@ -40,18 +36,27 @@ class RandomWSConfig:
 class RandomWSPolicy(SearchPolicy):
     name = "random_ws"
     Config = RandomWSConfig
-    evaluators = ("shared_weights",)
+    evaluators = ("shared_weights",)  # without weight sharing it is random_search
 
     def search(self, task: SearchTask) -> SearchResult:
         config, space = self.config, task.space
         rng = seed_everything(task.seed)
-        evaluator = SharedWeights(space, task.corpus, config.model, config.train, rng)
+        evaluator = task.evaluator(self.evaluator_name, rng)
         score_all = space.size <= config.score_all_up_to
         history = RankingHistory(config.ranking_every if score_all else 0, evaluator.rank_all)
-        rows = warm_up(evaluator, space, rng, config.validation_cells, after_epoch=history,
-                       checkpoint=task.tracking(history=history, **evaluator.stateful()))
+        rows = train_on_random_cells(evaluator, space, rng, config.validation_cells, after_epoch=history,
+                                     checkpoint=task.tracking(history=history, **evaluator.stateful()))
         rankings = evaluator.rank_all() if score_all else {}
         cells = list(space.enumerate()) if score_all else space.sample_distinct(config.num_candidates, rng)
         scores = rankings.get(SHARED_WEIGHTS_RANKING) or evaluator.score(cells)
-        return SearchResult(ranked_candidates(cells, scores, space), rows, rankings,
+        trace = Trace(space)
+        # Its pick over search time: the best cell of each ranking made during training, then the pick.
+        for snapshot in history.snapshots:
+            ranking = snapshot["rankings"][SHARED_WEIGHTS_RANKING]
+            best = min(ranking, key=ranking.get)
+            trace.add(space.from_id(best), ranking[best], cost=snapshot["epoch"])
+        candidates = ranked_candidates(cells, scores, space)
+        trace.add(candidates[0].genotype, candidates[0].score, cost=evaluator.cost)
+        details = {"supernet_history": [without_seconds(row) for row in rows]}
+        return SearchResult(candidates, trace.rows, rankings, details=details,
                             ranking_history=history.snapshots, evaluator=evaluator.facts())

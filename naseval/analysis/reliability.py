@@ -1,0 +1,147 @@
+"""How far a ground truth can be trusted, and the uncertainty of every tau measured against it.
+
+A ground truth is k training seeds of every cell. Each seed is one draw of a chaotic process,
+so a seed's ranking is the cells' true order plus training noise, and so, less so, is the mean
+of the seeds that the analysis ranks by. Three views of that noise, all Kendall tau-b:
+
+* `seed_to_seed_tau`: two single seeds against each other (a pessimistic view: both are noisy).
+* `leave_one_seed_out_tau`: one seed against the mean of the others.
+* `ceiling_tau`: what a perfect ranking (the cells' true order at this budget) is expected to
+  reach against the k-seed mean: the most any weight-sharing ranking can be expected to reach.
+
+The ceiling is a split-half estimate with the Spearman-Brown correction, the split being into
+single seeds: if each seed's result is the cell's true value plus independent noise, two seeds
+correlate at rho = r (a seed's reliability: the share of its variance that is the cells' true
+differences), a k-seed mean has reliability r_k = k r / (1 + (k - 1) r), and it correlates with
+the truth at sqrt(r_k). Rank correlations go through Greiner's relation for a Gaussian latent
+scale, tau = 2/pi asin(rho). Ranks make it indifferent to the perplexity scale, and it needs
+no model of each cell's noise, which differs by orders of magnitude between cells (a cell stuck
+on a plateau scatters by 0.3%, one that escaped it by 15%; seen in bench/reliability_study.py).
+`tests/test_reliability.py` checks it on synthetic ground truths of known truth and noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from naseval.analysis.ranking import Scores
+
+
+def tau_b(x: np.ndarray, y: np.ndarray, rows_per_chunk: int = 512) -> np.ndarray:
+    """Kendall tau-b of each row pair: x, y (R, n) -> (R,); NaN where a row is constant. Equal to
+    scipy's `kendalltau` (tau-b), vectorized for resampling, in chunks of (rows, n, n) signs."""
+    x, y = np.atleast_2d(x), np.atleast_2d(y)
+    n = x.shape[1]
+    pairs = n * (n - 1) / 2
+    taus = np.empty(x.shape[0])
+    for start in range(0, x.shape[0], rows_per_chunk):
+        part = slice(start, start + rows_per_chunk)
+        dx = np.sign(x[part, :, None] - x[part, None, :])  # (rows, n, n)
+        dy = np.sign(y[part, :, None] - y[part, None, :])
+        concordance = (dx * dy).sum(axis=(1, 2)) / 2
+        untied_x = pairs - ((dx == 0).sum(axis=(1, 2)) - n) / 2  # the diagonal is no pair
+        untied_y = pairs - ((dy == 0).sum(axis=(1, 2)) - n) / 2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            taus[part] = concordance / np.sqrt(untied_x * untied_y)
+    return taus
+
+
+def seed_matrix(per_seed: list[Scores]) -> tuple[list[int], np.ndarray]:
+    """The cells every seed finished, and their results: (cells, seeds)."""
+    cells = sorted(set.intersection(*(set(s) for s in per_seed)))
+    return cells, np.array([[s[cell] for s in per_seed] for cell in cells], dtype=float)
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> list[float] | None:
+    """The central `confidence` interval of the finite values; None when none is (a constant
+    ranking has no tau in any resample)."""
+    tail = (1 - confidence) / 2
+    finite = values[np.isfinite(values)]
+    return [float(q) for q in np.quantile(finite, [tail, 1 - tail])] if finite.size else None
+
+
+def seed_to_seed_tau(results: np.ndarray) -> float:
+    """Mean tau over every pair of seeds: results (cells, seeds)."""
+    first, second = np.triu_indices(results.shape[1], k=1)  # every pair of seeds once
+    return float(np.mean(tau_b(results[:, first].T, results[:, second].T)))
+
+
+def leave_one_seed_out(results: np.ndarray) -> np.ndarray:
+    """Each seed's tau against the mean of the other seeds: results (..., cells, seeds) -> (..., seeds)."""
+    k = results.shape[-1]
+    others = (results.sum(axis=-1, keepdims=True) - results) / (k - 1)
+    seeds_first = np.swapaxes(results, -1, -2)  # (..., seeds, cells)
+    cells = results.shape[-2]
+    taus = tau_b(seeds_first.reshape(-1, cells), np.swapaxes(others, -1, -2).reshape(-1, cells))
+    return taus.reshape(results.shape[:-2] + (k,))
+
+
+def leave_one_seed_out_tau(results: np.ndarray, resamples: int, confidence: float,
+                           rng: np.random.Generator) -> dict[str, float | list[float]]:
+    """The mean over seeds of `leave_one_seed_out`, with a percentile bootstrap interval over cells."""
+    cells = results.shape[0]
+    boot = leave_one_seed_out(results[rng.integers(0, cells, (resamples, cells))])  # (resamples, seeds)
+    with np.errstate(invalid="ignore"):  # a resample of one repeated cell has no tau: left out
+        boot = boot.mean(axis=1)
+    return {"mean": float(np.mean(leave_one_seed_out(results))), "interval": percentile_interval(boot, confidence)}
+
+
+def ceiling_tau(seed_to_seed: float, seeds: int) -> float:
+    """The tau a perfect ranking is expected to reach against a `seeds`-seed mean, from the tau
+    between single seeds: Spearman-Brown through the latent-Gaussian link tau = 2/pi asin(rho)."""
+    single = max(math.sin(math.pi / 2 * seed_to_seed), 0.0)  # one seed's reliability (rho^2 with the truth)
+    mean = seeds * single / (1 + (seeds - 1) * single)  # the k-seed mean's
+    return 2 / math.pi * math.asin(math.sqrt(mean))
+
+
+def cell_intervals(results: np.ndarray, confidence: float) -> dict[str, np.ndarray]:
+    """Per cell over seeds: mean, sample std and a t interval of the mean."""
+    k = results.shape[1]
+    mean, std = results.mean(axis=1), results.std(axis=1, ddof=1)
+    half = stats.t.ppf((1 + confidence) / 2, k - 1) * std / math.sqrt(k)
+    return {"mean": mean, "std": std, "low": mean - half, "high": mean + half}
+
+
+def probability_best_is_best(results: np.ndarray, resamples: int, rng: np.random.Generator) -> float:
+    """How often the best cell of the seeds' mean stays best when the seeds are resampled (with
+    replacement, the same draw for every cell, as a seed is one run of every cell)."""
+    k = results.shape[1]
+    best = int(np.argmin(results.mean(axis=1)))
+    draws = rng.integers(0, k, (resamples, k))
+    means = results[:, draws].mean(axis=2)  # (cells, resamples)
+    return float(np.mean(np.argmin(means, axis=0) == best))
+
+
+def kendall_tau_interval(scores: Scores, per_seed: list[Scores], resamples: int, confidence: float,
+                         rng: np.random.Generator) -> list[float]:
+    """Percentile bootstrap interval of tau(scores, ground-truth mean), resampling the cells (which
+    cells a space happens to hold) and the ground-truth seeds (which draws of training noise)."""
+    cells, results = seed_matrix(per_seed)
+    kept = [i for i, cell in enumerate(cells) if cell in scores]
+    x, results = np.array([scores[cells[i]] for i in kept], dtype=float), results[kept]
+    n, k = results.shape
+    pick_cells = rng.integers(0, n, (resamples, n))
+    pick_seeds = rng.integers(0, k, (resamples, k))
+    truth = np.take_along_axis(results[pick_cells], pick_seeds[:, None, :], axis=2).mean(axis=2)  # (resamples, n)
+    return percentile_interval(tau_b(x[pick_cells], truth), confidence)
+
+
+def reliability(per_seed: list[Scores], resamples: int, confidence: float, seed: int) -> dict[str, object] | None:
+    """The ground truth's reliability figures; None with fewer than 2 seeds (nothing to compare)."""
+    if len(per_seed) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    _, results = seed_matrix(per_seed)
+    k, between_seeds = results.shape[1], seed_to_seed_tau(results)
+    return {
+        "seeds": k,
+        "ceiling_tau": ceiling_tau(between_seeds, k),
+        # what more ground-truth seeds would buy, by the same estimate
+        "ceiling_tau_with_more_seeds": {str(more): ceiling_tau(between_seeds, more) for more in (k + 1, k + 2, 2 * k)},
+        "leave_one_seed_out_tau": leave_one_seed_out_tau(results, resamples, confidence, rng),
+        "seed_to_seed_tau": between_seeds,
+        "probability_best_is_best": probability_best_is_best(results, resamples, rng),
+    }

@@ -1,0 +1,306 @@
+"""metrics/report.md: the analysis as tables, figures and plain sentences, each finding with its
+number and its uncertainty. Rendered from the same summary that becomes the metrics JSON."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from naseval.analysis.summary import NEAR_WORST, Analysis, AnalysisConfig
+
+FEW_SEEDS = 5  # below this many seeds per policy, a percentile bootstrap is too narrow to trust
+
+
+def number(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}".replace("-", "−")
+
+
+def p_value(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}" if value < 0.01 else f"{value:.2f}"
+
+
+def mean_std(stats: dict[str, float] | None, digits: int = 1) -> str:
+    return "n/a" if stats is None else f"{number(stats['mean'], digits)} ± {number(stats['std'], digits)}"
+
+
+def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def finished(stats: dict[str, Any]) -> int:
+    """How many of a policy's runs finished (the rest failed)."""
+    return stats["seeds"] - stats["failed"]["count"]
+
+
+METRIC_NAMES = {"test_ppl": "test perplexity of its one retrain",
+                "ground_truth_valid_ppl": "ground-truth mean validation perplexity"}
+
+
+def interval(bounds: list[float] | None, digits: int = 1) -> str:
+    return "" if bounds is None else f" [{number(bounds[0], digits)}, {number(bounds[1], digits)}]"
+
+
+def comparison_findings(summary: dict[str, Any], config: AnalysisConfig) -> list[str]:
+    comparison = summary.get("comparison")
+    if comparison is None:
+        return []
+    policy, baseline = comparison["policy"], comparison["baseline"]
+    ours, theirs = (summary["policies"][p] for p in (policy, baseline))
+    findings = []
+    for metric in ("ground_truth_valid_ppl", "test_ppl"):
+        if metric not in comparison:
+            continue
+        stats = comparison[metric]
+        findings.append(
+            f"Found cells by {METRIC_NAMES[metric]}: **{policy}** {mean_std(ours[metric])} ({finished(ours)} seeds) "
+            f"vs **{baseline}** {mean_std(theirs[metric])} ({finished(theirs)} seeds): "
+            f"difference {number(stats['difference_of_means'])}, {stats['confidence']:.0%} bootstrap interval"
+            f"{interval(stats['difference_interval'])}; Welch p = {p_value(stats['welch_p'])}, "
+            f"Mann-Whitney p = {p_value(stats['mann_whitney_p'])}; a seed of {policy} beats a seed of {baseline} "
+            f"with probability {probability(stats)}.")
+    stats = comparison[comparison["verdict_metric"]]
+    truth = summary.get("ground_truth", {})
+    if comparison["verdict_metric"] == "ground_truth_valid_ppl":
+        reason = (f"it averages {len(truth['seeds'])} training seeds of each found cell, while a retrain is one "
+                  f"draw of training noise")
+        if "retrain_noise_sd" in truth:
+            reason += f", which scatters a cell's perplexity with a std of about {number(truth['retrain_noise_sd'])}"
+    else:
+        reason = "there is no ground truth, so only the retrains can judge"
+    findings.append(f"**Verdict**, on the {METRIC_NAMES[comparison['verdict_metric']]} because {reason}: "
+                    f"{verdict(policy, baseline, stats, config)}")
+    if min(finished(ours), finished(theirs)) < FEW_SEEDS:
+        findings.append(
+            f"With fewer than {FEW_SEEDS} seeds per policy the bootstrap interval understates the uncertainty: it "
+            f"can only resample the few values there are, so read the p-values, not the interval.")
+    if stats["smallest_possible_mann_whitney_p"] >= config.significance:
+        findings.append(
+            f"With these seed counts the Mann-Whitney test cannot go below p = "
+            f"{p_value(stats['smallest_possible_mann_whitney_p'])}: more seeds are needed before it "
+            f"could show a difference at α = {config.significance}.")
+    return findings
+
+
+def probability(stats: dict[str, Any]) -> str:
+    """P(beats the baseline) with its bootstrap interval (summaries before the interval have none)."""
+    return f"{stats['probability_of_beating_baseline']:.2f}{interval(stats.get('probability_interval'), 2)}"
+
+
+def evaluator_findings(summary: dict[str, Any]) -> list[str]:
+    """How each policy scored its cells: with weight sharing, or with the oracle and from which seeds."""
+    findings = []
+    judging = summary["experiment"].get("ground_truth_seeds", {}).get("judging", [])
+    for policy, stats in summary["policies"].items():
+        if stats.get("evaluator") == "shared_weights":
+            findings.append(f"{policy} scored cells with weight sharing (`evaluator: shared_weights`).")
+        elif "oracle" in stats:
+            oracle = stats["oracle"]
+            findings.append(
+                f"{policy} searched **without weight sharing** (`evaluator: oracle`): each cell it asked about was "
+                f"answered with its result trained from scratch under one of the held-out ground-truth seeds "
+                f"{', '.join(map(str, oracle['seeds']))}, drawn per cell with the search seed; the analysis judges "
+                f"with seeds {', '.join(map(str, judging)) or 'none'}. It trained {mean_std(oracle['cells_trained'])} "
+                f"cells of its budget of {oracle['budget']} per seed, asking {mean_std(oracle['queries'])} times.")
+    return findings
+
+
+def verdict(policy: str, baseline: str, stats: dict[str, Any], config: AnalysisConfig) -> str:
+    """Judged by Welch's test, or by Mann-Whitney where Welch is undefined."""
+    p = stats["welch_p"] if stats["welch_p"] is not None else stats["mann_whitney_p"]
+    if p is None or p >= config.significance:
+        return f"No evidence that {policy} beats {baseline} (α = {config.significance})."
+    better = stats["difference_of_means"] < 0
+    return (f"Evidence that {policy} {'beats' if better else 'is worse than'} {baseline} "
+            f"(p = {p_value(p)} < α = {config.significance}).")
+
+
+def reliability_findings(truth: dict[str, Any]) -> list[str]:
+    figures = truth["reliability"]
+    if figures is None:
+        return ["With one ground-truth seed its reliability is unknown: how much of the ground-truth ranking is "
+                "training noise cannot be told. Add ground-truth seeds before drawing conclusions."]
+    ceiling, k = figures["ceiling_tau"], figures["seeds"]
+    loo = figures["leave_one_seed_out_tau"]
+    sentence = (f"Ground-truth reliability ({k} seeds): a perfect ranking is expected to reach Kendall tau "
+                f"**{number(ceiling, 2)}** against the {k}-seed mean (the ceiling, by Spearman-Brown from how well "
+                f"single seeds agree); one seed agrees with the mean of the others at {number(loo['mean'], 2)}"
+                f"{interval(loo['interval'], 2)}, and two single seeds with each other at "
+                f"{number(figures['seed_to_seed_tau'], 2)}. The best cell stays best in "
+                f"{figures['probability_best_is_best']:.0%} of resamplings of the seeds.")
+    if ceiling < truth["min_ceiling_tau"]:
+        sentence += (f" **The ceiling is below {truth['min_ceiling_tau']}: the ground truth is too noisy to judge "
+                     f"by.** Every tau below is capped near {number(ceiling, 2)} by training noise and every "
+                     f"ground-truth rank is uncertain; train longer or add ground-truth seeds.")
+    else:
+        sentence += (f" Read every tau below against this ceiling: a ranking that reaches {number(ceiling, 2)} is "
+                     f"as good as any ranking can look against this ground truth.")
+    return [sentence]
+
+
+def ground_truth_findings(summary: dict[str, Any]) -> list[str]:
+    truth = summary.get("ground_truth")
+    if truth is None:
+        return ["The space is too large to enumerate: there is no ground truth, so only perplexities are "
+                "reported."]
+    findings = [f"Ground truth: all {truth['cells']} cells trained from scratch with seeds "
+                f"{', '.join(map(str, truth['seeds']))}; the best is cell {truth['best_cell_id']} "
+                f"({truth['best_genotype']}), mean validation perplexity {number(truth['best_valid_ppl'])}."]
+    if truth["failed_cells"]["count"]:
+        reasons = "; ".join(f"cell {cell}, {why}" for cell, why in truth["failed_cells"]["cells"].items())
+        findings.append(f"**{truth['failed_cells']['count']} cells diverged in ground-truth training and are left "
+                        f"out of every ranking** ({reasons}).")
+    findings += reliability_findings(truth)
+    near_worst = truth["cells_near_worst"]
+    if near_worst > truth["cells"] / 4:
+        findings.append(
+            f"{near_worst} of the {truth['cells']} cells are within {NEAR_WORST:.0%} of the worst cell's ground truth: "
+            f"at this budget they have barely trained, and their order among themselves, however reproducible, "
+            f"says little about their architectures.")
+    for policy, stats in summary["policies"].items():
+        if "ground_truth_rank" in stats:
+            runs = [r for name, r in summary["runs"].items() if name.startswith(f"{policy}/") and "regret" in r]
+            findings.append(
+                f"{policy}'s cells rank {', '.join(str(r['ground_truth_rank']) for r in runs)} of {truth['cells']} "
+                f"in ground truth (regret {', '.join('+' + number(r['regret']) for r in runs)} perplexity); "
+                f"it found the best cell in {stats['found_best_cell']} of {len(runs)} seeds.")
+    if all(stats.get("found_best_cell", 0) == 0 for stats in summary["policies"].values()):
+        findings.append("No policy found the best cell.")
+    return findings
+
+
+def weight_sharing_findings(analysis: Analysis, config: AnalysisConfig) -> list[str]:
+    summary = analysis.summary
+    ceiling = (summary.get("ground_truth", {}).get("reliability") or {}).get("ceiling_tau")
+    per_run = summary.get("weight_sharing", {})
+    findings = []
+    for policy, stats in summary["policies"].items():
+        for name, ranking in stats.get("weight_sharing", {}).items():
+            agreements = {run: by_name[name] for run, by_name in per_run.items()
+                          if run.startswith(f"{policy}/") and name in by_name}
+            sentence = f"{policy}, ranking `{name}`:"
+            if agreements:
+                taus = ", ".join(number(a["kendall_tau"], 2) + interval(a["kendall_tau_interval"], 2)
+                                 for a in agreements.values())
+                significant = sum(a["kendall_tau_p"] is not None and a["kendall_tau_p"] < config.significance
+                                  for a in agreements.values())
+                top = max(config.top_k)
+                overlap = sum(a[f"top_{top}_overlap"] for a in agreements.values()) / len(agreements)
+                sentence += (f" Kendall tau with the ground truth {taus} (runs {', '.join(agreements)}, "
+                             f"{config.confidence:.0%} intervals resampling cells and ground-truth seeds; mean "
+                             f"{number(ranking['kendall_tau']['mean'], 2) if ranking.get('kendall_tau') else 'n/a'}"
+                             f"{'' if ceiling is None else f', ceiling {number(ceiling, 2)}'}); "
+                             f"different from 0 at p < {config.significance} in {significant} of "
+                             f"{len(agreements)}; "
+                             f"on average {overlap:.0%} of the ground truth's top {top} are in its top {top}.")
+            if ranking["seed_to_seed_kendall_tau"] is not None:
+                sentence += (f" Between search seeds the ranking agrees with itself at Kendall tau "
+                             f"{number(ranking['seed_to_seed_kendall_tau']['mean'], 2)}.")
+            findings.append(sentence)
+    findings += tau_over_training_findings(analysis.tau_rows)
+    return findings
+
+
+def tau_over_training_findings(rows: list[dict[str, Any]]) -> list[str]:
+    curves: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        curves[row["run"], row["ranking"]].append(row)
+    findings = []
+    for (run, name), points in curves.items():
+        taus = [p["kendall_tau"] for p in points if p["kendall_tau"] is not None]
+        if len(points) > 1 and taus:
+            findings.append(
+                f"Over search, tau of {run} `{name}` went from {number(points[0]['kendall_tau'], 2)} (epoch "
+                f"{points[0]['epoch']}) to {number(points[-1]['kendall_tau'], 2)} (epoch {points[-1]['epoch']}), "
+                f"between {number(min(taus), 2)} and {number(max(taus), 2)} on the way.")
+    return findings
+
+
+def failure_findings(summary: dict[str, Any]) -> list[str]:
+    findings = []
+    for policy, stats in summary["policies"].items():
+        failed = stats["failed"]
+        if failed["count"]:
+            reasons = "; ".join(f"seed {s}: {summary['runs'][f'{policy}/{s}']['reason']}" for s in failed["seeds"])
+            findings.append(f"**{failed['count']} of {stats['seeds']} {policy} runs failed** ({reasons}); the "
+                            f"statistics cover the other runs.")
+    return findings
+
+
+def policy_table(summary: dict[str, Any]) -> str:
+    rows = []
+    for policy, stats in summary["policies"].items():
+        test = stats.get("test_ppl")
+        rows.append([
+            policy, f"{finished(stats)}/{stats['seeds']}", mean_std(test),
+            number(test and test["median"]), number(test and test["best"]), number(test and test["worst"]),
+            mean_std(stats.get("valid_ppl")), mean_std(stats.get("ground_truth_valid_ppl")),
+            mean_std(stats.get("ground_truth_rank")), mean_std(stats.get("regret")), stats.get("distinct_cells", "n/a"),
+        ])
+    return markdown_table(["policy", "runs ok", "test ppl", "median", "best", "worst", "valid ppl",
+                           "ground-truth ppl", "ground-truth rank", "regret", "distinct cells"], rows)
+
+
+def runs_table(summary: dict[str, Any]) -> str:
+    rows = [[name, run["status"], f"`{run['genotype']}`" if run.get("genotype") else "n/a",
+             number(run.get("search_score"), 2),
+             number(run.get("valid_ppl")), number(run.get("test_ppl")), number(run.get("ground_truth_valid_ppl")),
+             run.get("ground_truth_rank", "n/a"), number(run.get("regret")) if "regret" in run else "n/a"]
+            for name, run in summary["runs"].items()]
+    return markdown_table(["run", "status", "cell", "search score", "valid ppl", "test ppl",
+                           "ground-truth ppl", "ground-truth rank", "regret"], rows)
+
+
+def weight_sharing_table(summary: dict[str, Any], config: AnalysisConfig) -> str:
+    rows = [[run, f"`{name}`", number(a["kendall_tau"], 3), interval(a["kendall_tau_interval"], 2).strip() or "n/a",
+             p_value(a["kendall_tau_p"]),
+             number(a["spearman_rho"], 3), *(f"{a[f'top_{k}_overlap']:.2f}" for k in config.top_k)]
+            for run, by_name in summary.get("weight_sharing", {}).items() for name, a in by_name.items()]
+    return markdown_table(["run", "ranking", "Kendall tau", "interval", "p (tau = 0)", "Spearman rho",
+                           *(f"top-{k} overlap" for k in config.top_k)], rows)
+
+
+def ground_truth_table(analysis: Analysis, confidence: float, best: int = 5) -> str:
+    rows = sorted(analysis.ground_truth_rows, key=lambda row: row["rank"])[:best]
+    seeds = [key for key in rows[0] if key.startswith("seed_")]
+    return markdown_table(["rank", "cell", "genotype", "mean valid ppl", "std", f"{confidence:.0%} interval", *seeds],
+                          [[r["rank"], r["cell_id"], f"`{r['genotype']}`", number(r["mean_valid_ppl"]),
+                            number(r["std"]), interval(None if r["low"] is None else [r["low"], r["high"]]).strip(),
+                            *(number(r[s]) for s in seeds)] for r in rows])
+
+
+CELL_OUTPUT_SENTENCES = {  # every stage of the experiment used the space's rule (space.cell_output)
+    "mean": "Every cell outputs the mean of its nodes (`space.cell_output: mean`, DARTS's rule).",
+    "loose_ends": "Every cell outputs the mean of its loose ends (`space.cell_output: loose_ends`, ENAS's rule).",
+}
+
+
+def render_report(analysis: Analysis, figures: dict[str, str], config: AnalysisConfig) -> str:
+    """`figures`: caption -> path relative to the report."""
+    summary = analysis.summary
+    experiment = summary["experiment"]
+    sections = [
+        f"# naseval report: {experiment['policy']} vs {experiment['baseline']}",
+        f"Search seeds {', '.join(map(str, experiment['seeds']))}. {CELL_OUTPUT_SENTENCES[experiment['cell_output']]} "
+        f"Lower perplexity is better. Generated by the analyze stage from `metrics/summary.json`'s numbers.",
+        "## Findings",
+        "\n".join(f"- {finding}" for finding in (
+            failure_findings(summary) + evaluator_findings(summary) + comparison_findings(summary, config)
+            + ground_truth_findings(summary)
+            + weight_sharing_findings(analysis, config))),
+        "## Policies (each seed's found cell: its retrain's perplexities and its ground truth)",
+        policy_table(summary),
+        "## Runs",
+        runs_table(summary),
+    ]
+    if summary.get("weight_sharing"):
+        sections += ["## Weight sharing vs ground truth", weight_sharing_table(summary, config)]
+    if analysis.ground_truth_rows:
+        sections += ["## Ground truth: the best cells", ground_truth_table(analysis, config.confidence)]
+    if figures:
+        sections += ["## Figures", "\n\n".join(f"![{caption}]({path})\n\n*{caption}*"
+                                              for caption, path in figures.items())]
+    return "\n\n".join(sections) + "\n"
