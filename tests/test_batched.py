@@ -160,6 +160,7 @@ def test_a_cell_that_diverges_leaves_the_batch_and_the_others_are_unchanged(tiny
         assert outcomes[a].test_ppl == pytest.approx(healthy[a].test_ppl, rel=1e-5)
 
 
+@pytest.mark.integration
 def test_a_batch_killed_after_an_epoch_resumes_from_its_checkpoint_and_ends_the_same(tmp_path, tiny_corpus):
     config = dataclasses.replace(TRAIN, epochs=3, nonmono=1)
     whole = train_cells_stacked(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False)

@@ -76,6 +76,7 @@ def test_predictor_ranks_held_out_cells_by_a_synthetic_score():
     assert tau > 0.8
 
 
+@pytest.mark.integration
 def test_a_gradient_step_increases_the_predicted_performance():
     space = SearchSpace(3)
     cells = space.sample_distinct(100, np.random.default_rng(2))
