@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
+
+import pandas as pd
 
 from naseval.analysis.summary import GroundTruth, RunRecord
 from naseval.core.errors import NasevalError
@@ -26,17 +27,17 @@ def _rankings_from_json(rankings: dict[str, dict[str, float]]) -> dict[str, dict
 
 
 def read_trace(search_folder: Path) -> list[dict[str, str]]:
-    """The search's trace rows as text (a failed search has none)."""
+    """The search's trace rows as text, as written (a failed search has none)."""
     path = search_folder / SEARCH_TRACE
     if not path.is_file():
         return []
-    with path.open(newline="") as file:
-        reader = csv.DictReader(file)
-        missing = [field for field in TRACE_FIELDS if field not in (reader.fieldnames or [])]
-        if missing:
-            raise NasevalError(f"{path}: no column {', '.join(missing)}: written by an older naseval; "
-                               f"rerun its search (dvc repro)")
-        return list(reader)
+    trace = pd.read_csv(path, dtype=str, keep_default_na=False)  # text as written: "" stays ""
+    missing = [field for field in TRACE_FIELDS if field not in trace.columns]
+    if missing:
+        raise NasevalError(f"{path}: no column {', '.join(missing)}: written by an older naseval; "
+                           f"rerun its search (dvc repro)")
+    return trace.to_dict("records")
+
 
 def read_run(policies_root: Path, policy: str, seed: int) -> RunRecord:
     folder = run_dir(policies_root, policy, seed)
