@@ -75,16 +75,6 @@ def without_seconds(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k != "seconds"}
 
 
-def scored_in_order(cells: Iterable[Genotype], scores: dict[int, float], space: SearchSpace,
-                    cost: Iterable[float]) -> list[dict[str, Any]]:
-    """The trace of a search that scores cell after cell: one row per cell in the order scored,
-    `cost` the cost after each."""
-    trace = Trace(space)
-    for cell, spent in zip(cells, cost, strict=True):
-        trace.add(cell, scores[space.to_id(cell)], spent)
-    return trace.rows
-
-
 def ranked_candidates(cells: Iterable[Genotype], scores: dict[int, float], space: SearchSpace) -> list[Candidate]:
     """Best (lowest score) first; ties keep the cells' order."""
     return sorted((Candidate(g, scores[space.to_id(g)]) for g in cells), key=lambda c: c.score)
