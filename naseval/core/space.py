@@ -17,6 +17,7 @@ Cells have integer ids by mixed radix, as in the paper's code: node i contribute
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,6 +99,27 @@ class SearchSpace:
 
     def enumerate(self) -> Iterator[Genotype]:
         return (self.from_id(i) for i in range(self.size))
+
+    def isomorphs(self, genotype: Genotype) -> list[Genotype]:
+        """Every genotype that computes the same family of functions as `genotype`: the same
+        graph with its intermediate nodes numbered in another topological order. The output
+        rule (the mean of all nodes, or of the nodes nobody reads) and each node's own weights
+        do not depend on the numbering, so relabelling the nodes and their weights alike gives
+        the same cell. In the 2-node space: a cell whose two nodes both read s0 and the cell
+        with their ops swapped (6 pairs). Sorted by id, `genotype` included."""
+        genotype = self.validate(genotype)
+        found = set()
+        for order in itertools.permutations(range(1, self.nodes + 1)):
+            label = (0, *order)  # node i (state i + 1) becomes state label[i + 1]
+            if all(label[pred] < label[i + 1] for i, (_, pred) in enumerate(genotype)):
+                relabelled = sorted((label[i + 1], op, label[pred]) for i, (op, pred) in enumerate(genotype))
+                found.add(self.to_id(tuple((op, pred) for _, op, pred in relabelled)))
+        return [self.from_id(i) for i in sorted(found)]
+
+    def function_classes(self) -> list[int]:
+        """Per cell id, the smallest id computing the same family of functions (`isomorphs`):
+        cells with the same class are one architecture under two names."""
+        return [self.to_id(self.isomorphs(genotype)[0]) for genotype in self.enumerate()]
 
     def sample(self, rng: np.random.Generator) -> Genotype:
         """A cell drawn uniformly: each node's digit is uniform and independent."""
