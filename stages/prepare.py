@@ -6,6 +6,7 @@ import typer
 
 from naseval.core.command import run_stage
 from naseval.core.data import DataConfig, default_download_dir, locate_ptb, save_corpus, tokenize
+from naseval.core.ngram import reference_perplexities
 from naseval.core.params import load, read_params
 from naseval.core.runtime import ENVIRONMENT, atomic_directory, environment, write_json
 
@@ -20,7 +21,9 @@ def main(
     corpus = tokenize(files, config)
     with atomic_directory(out) as folder:
         save_corpus(corpus, folder)
-        write_json(folder / "meta.json", corpus.metadata(files, config))
+        # the unigram perplexity is the line below which a cell has learned (docs/reliability.md)
+        write_json(folder / "meta.json", corpus.metadata(files, config)
+                   | {"reference_perplexity": reference_perplexities(corpus)})
         write_json(folder / ENVIRONMENT, environment())
 
 
