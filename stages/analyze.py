@@ -13,6 +13,7 @@ from naseval.core.command import run_stage
 from naseval.core.ground_truth_config import GroundTruthConfig
 from naseval.core.params import build, load, read_params
 from naseval.core.runtime import atomic_directory, environment, read_json, write_atomic, write_csv, write_json
+from naseval.core.space import SearchSpace
 
 
 def main(
@@ -24,7 +25,7 @@ def main(
     figures: Path = typer.Option(Path("metrics/figures"), help="Folder for the PNG figures."),
     report: Path = typer.Option(Path("metrics/report.md"), help="Markdown report to write."),
     params: Path = typer.Option(Path("params.yaml"),
-                                help="Reads `policy`, `baseline`, `seeds`, `ground_truth.seeds`, `analysis`."),
+                                help="Reads `policy`, `baseline`, `seeds`, `space`, `ground_truth.seeds`, `analysis`."),
 ) -> None:
     """Compare the policy with the baseline and weight sharing with the ground truth."""
     values = read_params(params)
@@ -33,8 +34,9 @@ def main(
     records = [read_run(runs, p, s) for p in experiment.policies for s in experiment.seeds]
     truth_config = load(GroundTruthConfig, values, "ground_truth")
     truth = read_ground_truth(ground_truth, list(truth_config.seeds), len(truth_config.cell_groups))
-    result = analyze(records, truth, experiment, config)
     trained_on = read_json(data / "meta.json")
+    result = analyze(records, truth, experiment, config, load(SearchSpace, values, "space"),
+                     trained_on.get("reference_perplexity"))
     write_json(metrics, {"data": {k: trained_on[k] for k in ("vocab_size", "tokens")}, **result.summary,
                          "environment": environment()})
     write_csv(plots / "final_ppl.csv", result.final_ppl)

@@ -7,6 +7,8 @@ import pytest
 from naseval.analysis.figures import render_figures
 from naseval.analysis.report import render_report
 from naseval.analysis.summary import AnalysisConfig, Experiment, GroundTruth, RunRecord, analyze
+from naseval.analysis.validity import published_ranking
+from naseval.core.space import SearchSpace
 
 CONFIG = AnalysisConfig()
 CONSISTENT = GroundTruth({0: {0: 60.0, 1: 61.0, 2: 62.0, 3: 63.0}, 1: {0: 60.2, 1: 61.1, 2: 62.3, 3: 62.9}},
@@ -23,8 +25,8 @@ def runs(policy_ppl=(60.0, 60.5), baseline_ppl=(66.0, 67.0)):
         RunRecord("random", seed, 3, "cell3", None, ppl - 2, ppl) for seed, ppl in enumerate(baseline_ppl)]
 
 
-def report(truth=CONSISTENT, records=None, experiment=Experiment("enas", "random", (0, 1))):
-    result = analyze(records or runs(), truth, experiment, CONFIG)
+def report(truth=CONSISTENT, records=None, experiment=Experiment("enas", "random", (0, 1)), **validity_inputs):
+    result = analyze(records or runs(), truth, experiment, CONFIG, **validity_inputs)
     return render_report(result, {"a figure": "figures/a.png"}, CONFIG)
 
 
@@ -62,12 +64,31 @@ def test_report_says_no_evidence_when_the_difference_is_noise():
     assert "No evidence that enas beats random (α = 0.05)." in text
 
 
-def test_cells_that_barely_trained_are_named_as_such():
-    plateau = {0: 60.0, 1: 99.0, 2: 100.0, 3: 100.5}  # cells 1 to 3 within 3% of the worst
-    truth = GroundTruth({0: plateau, 1: {cell: ppl + 0.1 for cell, ppl in plateau.items()}})
-    assert "3 of the 4 cells are within 3% of the worst cell's ground truth" in report(truth)
-    spread = GroundTruth({0: {0: 60.0, 1: 70.0, 2: 80.0, 3: 90.0}, 1: {0: 61.0, 1: 71.0, 2: 81.0, 3: 91.0}})
-    assert "within 3% of the worst" not in report(spread)  # only the worst itself
+def test_cells_that_did_not_learn_are_named_as_such():
+    plateau = {0: 60.0, 1: 99.0, 2: 100.0, 3: 100.5}
+    truth = GroundTruth({0: plateau, 1: {cell: ppl - 0.6 for cell, ppl in plateau.items()}})
+    references = {"unigram": {"valid": 99.5, "test": 101.0}, "bigram": {"valid": 70.0, "test": 72.0}}
+    text = report(truth, reference_ppl=references)
+    assert ("**Cells that did not learn** (2 in seed 0, 1 in seed 1, of 4): their validation perplexity is not below "
+            "the validation perplexity of a unigram model, 99.5") in text
+    assert "Every cell learned" in report(truth, reference_ppl={**references, "unigram": {"valid": 200.0}})
+    assert "did not learn" not in report(truth)  # without the corpus's references: no claim
+
+
+def test_the_report_states_validity_against_the_published_order_and_isomorphs():
+    space = SearchSpace()
+    published = published_ranking().ranks_in(space)
+    curves = {seed: {cell: [200.0 - rank, 100.0 + rank + seed] for cell, rank in published.items()} for seed in (0, 1)}
+    results = {seed: {cell: min(curve) for cell, curve in by_cell.items()} for seed, by_cell in curves.items()}
+    truth = GroundTruth(results, curves=curves)
+    text = report(truth, space=space)
+    assert "the ground-truth mean agrees at Kendall tau **1.00**" in text
+    assert "over the 26 distinct functions 1.00" in text
+    assert "(one architecture under two names, 6 pairs) are 1.83 ranks apart" in text
+    assert "against 11.00 for random ranks" in text
+    assert "agrees with its final order at Kendall tau −1.00 (epoch 1)" in text
+    other = report(truth, space=SearchSpace(nodes=2, cell_output="loose_ends"))
+    assert "No published order to check this ground truth against" in other
 
 
 def test_a_low_ceiling_is_reported_as_a_ground_truth_too_noisy_to_judge_by():

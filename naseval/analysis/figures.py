@@ -49,9 +49,10 @@ def final_ppl_figure(rows: list[dict[str, Any]]) -> Figure:
 
 
 def ground_truth_figure(truth_rows: list[dict[str, Any]], final_rows: list[dict[str, Any]],
-                        confidence: float) -> Figure:
+                        confidence: float, unigram_ppl: float | None = None) -> Figure:
     """Paper Fig. 4a: every cell's ground truth, best first, with its interval over the training
-    seeds and the cells the policies found."""
+    seeds and the cells the policies found; with the unigram perplexity, the line below which a
+    cell has learned, and the cells that did not learn in some seed."""
     ordered = sorted(truth_rows, key=lambda row: row["rank"])
     mean = np.array([row["mean_valid_ppl"] for row in ordered])
     low, high = (np.array([np.nan if row[key] is None else row[key] for row in ordered]) for key in ("low", "high"))
@@ -61,6 +62,13 @@ def ground_truth_figure(truth_rows: list[dict[str, Any]], final_rows: list[dict[
     ax.errorbar(range(len(ordered)), mean, yerr=np.nan_to_num([mean - low, high - mean]), fmt="o", color="0.5",
                 ecolor="0.7", capsize=2, markersize=4,
                 label=f"ground truth: mean and {confidence:.0%} interval over training seeds")
+    if unigram_ppl is not None:
+        ax.axhline(unigram_ppl, color="C3", linestyle="--", linewidth=1,
+                   label=f"unigram perplexity {unigram_ppl:.1f}: above it a cell has not learned")
+        stuck = [i for i, row in enumerate(ordered) if row.get("seeds_not_learned")]
+        if stuck:
+            ax.scatter(stuck, mean[stuck], marker="x", color="C3", zorder=3,
+                       label=f"not learned in some seed ({len(stuck)} cells)")
     policies = list(dict.fromkeys(row["policy"] for row in final_rows))
     for i, (marker, policy) in enumerate(zip(MARKERS, policies, strict=False)):
         found = [position[r["cell_id"]] for r in final_rows if r["policy"] == policy and r["cell_id"] in position]
@@ -158,7 +166,8 @@ def render_figures(analysis: Analysis, confidence: float) -> dict[str, tuple[str
         figures["ground_truth.png"] = (
             f"Ground-truth validation perplexity of every cell, best first, with its {confidence:.0%} interval "
             "over training seeds; the cells the policies found are marked (paper Fig. 4a)",
-            ground_truth_figure(analysis.ground_truth_rows, analysis.final_ppl, confidence))
+            ground_truth_figure(analysis.ground_truth_rows, analysis.final_ppl, confidence,
+                                (summary["ground_truth"].get("reference_valid_ppl") or {}).get("unigram")))
     if analysis.ranking_rows:
         figures["ranking_vs_ground_truth.png"] = (
             "Weight-sharing rank vs ground-truth rank per run and ranking; on the diagonal is perfect "

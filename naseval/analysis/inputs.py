@@ -64,16 +64,19 @@ def read_ground_truth(root: Path, seeds: list[int], groups: int = 1) -> GroundTr
     Cells are ranked by validation perplexity, as Yu et al. rank them; test perplexities stay in
     the ground-truth stage's own outputs.
     """
-    valid_ppl, genotypes, failed, rules = {}, {}, {}, set()
+    valid_ppl, curves, genotypes, failed, rules = {}, {}, {}, {}, set()
     for seed in seeds:
         record = merged_groups(seed_dir(root, seed), groups)
         cells = record["cells"]
         rules.add(record.get("cell_output", "mean"))
         if cells:
-            valid_ppl[seed] = {c["cell_id"]: c["valid_ppl"] for c in cells if c.get("status", "ok") == "ok"}
+            finished = [c for c in cells if c.get("status", "ok") == "ok"]
+            valid_ppl[seed] = {c["cell_id"]: c["valid_ppl"] for c in finished}
+            curves[seed] = {c["cell_id"]: c["valid_ppl_by_epoch"] for c in finished if c.get("valid_ppl_by_epoch")}
             genotypes |= {c["cell_id"]: c["genotype"] for c in cells}
             failed |= {c["cell_id"]: f"seed {seed}: {c['reason']}" for c in cells if c.get("status") == "failed"}
     if len(rules) > 1:
         raise NasevalError(f"{root}: ground-truth seeds trained with different cell outputs "
                            f"({', '.join(sorted(rules))})")
-    return GroundTruth(valid_ppl, genotypes, failed, cell_output=rules.pop()) if valid_ppl else None
+    return GroundTruth(valid_ppl, genotypes, failed, cell_output=rules.pop(),
+                       curves={seed: c for seed, c in curves.items() if c}) if valid_ppl else None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from naseval.analysis.summary import NEAR_WORST, Analysis, AnalysisConfig
+from naseval.analysis.summary import Analysis, AnalysisConfig
 
 FEW_SEEDS = 5  # below this many seeds per policy, a percentile bootstrap is too narrow to trust
 
@@ -141,6 +141,53 @@ def reliability_findings(truth: dict[str, Any]) -> list[str]:
     return [sentence]
 
 
+def learning_findings(truth: dict[str, Any]) -> list[str]:
+    """Did every cell learn, by the absolute criterion (below the unigram perplexity)?"""
+    if "cells_not_learned" not in truth:
+        return []
+    counts, references = truth["cells_not_learned"]["count"], truth["reference_valid_ppl"]
+    scale = (f"the validation perplexity of a unigram model, {number(references['unigram'])}, which knows word "
+             f"frequencies and no context (a bigram model reaches {number(references['bigram'])})")
+    if not any(counts.values()):
+        return [f"Every cell learned in every seed: all are below {scale}."]
+    per_seed = ", ".join(f"{count} in seed {seed}" for seed, count in counts.items())
+    return [f"**Cells that did not learn** ({per_seed}, of {truth['cells']}): their validation perplexity is not "
+            f"below {scale}. They have not begun to use their recurrent state, so their order reflects how soon "
+            f"they would start learning, not their architectures."]
+
+
+def validity_findings(truth: dict[str, Any]) -> list[str]:
+    """Does the ground truth rank architectures: the published order, isomorphic cells, its epochs."""
+    findings = []
+    checks = truth.get("validity")
+    if checks:
+        if checks["tau_vs_published"] is None:
+            findings.append(f"No published order to check this ground truth against: {checks['published_absent']}.")
+        else:
+            findings.append(
+                f"Validity: against the paper-scale order Yu et al. published for this space, the ground-truth mean "
+                f"agrees at Kendall tau **{number(checks['tau_vs_published'], 2)}**"
+                f"{interval(checks['tau_vs_published_interval'], 2)} (single seeds "
+                f"{', '.join(number(t, 2) for t in checks['tau_vs_published_per_seed'].values())}; over the "
+                f"{checks['distinct_functions']} distinct functions "
+                f"{number(checks['tau_vs_published_distinct_functions'], 2)}). 1 would be the paper's order: what "
+                f"this budget ranks is that far from what training at paper scale ranks.")
+        isomorphs = checks["isomorphs"]
+        if isomorphs:
+            published = checks.get("published_isomorphs")
+            findings.append(
+                f"Isomorphic cells (one architecture under two names, {isomorphs['pairs']} pairs) are "
+                f"{number(isomorphs['mean_rank_gap'], 2)} ranks apart in the ground truth on average, against "
+                f"{number(isomorphs['random_rank_gap'], 2)} for random ranks (p = {p_value(isomorphs['p'])})"
+                + (f" and {number(published['mean_rank_gap'], 2)} in the published order" if published else "") + ".")
+    rows = truth.get("fidelity", [])
+    if len(rows) > 1:
+        findings.append("Ranked after each epoch, the ground truth agrees with its final order at Kendall tau "
+                        + ", ".join(f"{number(row['kendall_tau_with_final'], 2)} (epoch {row['epoch']})"
+                                    for row in rows[:-1]) + ".")
+    return findings
+
+
 def ground_truth_findings(summary: dict[str, Any]) -> list[str]:
     truth = summary.get("ground_truth")
     if truth is None:
@@ -154,12 +201,7 @@ def ground_truth_findings(summary: dict[str, Any]) -> list[str]:
         findings.append(f"**{truth['failed_cells']['count']} cells diverged in ground-truth training and are left "
                         f"out of every ranking** ({reasons}).")
     findings += reliability_findings(truth)
-    near_worst = truth["cells_near_worst"]
-    if near_worst > truth["cells"] / 4:
-        findings.append(
-            f"{near_worst} of the {truth['cells']} cells are within {NEAR_WORST:.0%} of the worst cell's ground truth: "
-            f"at this budget they have barely trained, and their order among themselves, however reproducible, "
-            f"says little about their architectures.")
+    findings += learning_findings(truth) + validity_findings(truth)
     for policy, stats in summary["policies"].items():
         if "ground_truth_rank" in stats:
             runs = [r for name, r in summary["runs"].items() if name.startswith(f"{policy}/") and "regret" in r]

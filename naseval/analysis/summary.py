@@ -26,13 +26,14 @@ from naseval.analysis.ranking import (
 )
 from naseval.analysis.reliability import cell_intervals, kendall_tau_interval, reliability, seed_matrix
 from naseval.analysis.statistics import compare_samples, summary_statistics
+from naseval.analysis.validity import by_function, cells_not_learned, fidelity, published_ranking, validity
 from naseval.core.errors import NasevalError
 from naseval.core.params import require
 from naseval.core.records import TRACE_FIELDS
 from naseval.core.runtime import check_seed
+from naseval.core.space import SearchSpace
 
 TRACE_COLUMNS = ["run", *TRACE_FIELDS]  # of the search traces' plot rows
-NEAR_WORST = 0.03  # cells whose ground truth is within 3% of the worst cell's have barely trained
 TAU_COLUMNS = ["run", "ranking", "epoch", "kendall_tau"]  # of the tau-over-training plot rows
 
 
@@ -119,6 +120,7 @@ class GroundTruth:
     genotypes: dict[int, str] = field(default_factory=dict)  # cell id -> genotype
     failed: dict[int, str] = field(default_factory=dict)  # cell id -> why its training diverged: left out
     cell_output: str = "mean"  # the output rule every cell was trained with
+    curves: dict[int, dict[int, list[float]]] = field(default_factory=dict)  # seed -> cell -> valid ppl by epoch
 
     @functools.cached_property
     def mean(self) -> Scores:
@@ -234,16 +236,23 @@ def run_summary(run: RunRecord, truth: Scores | None) -> dict[str, Any]:
     return summary
 
 
-def agreement(scores: Scores, truth: GroundTruth, config: AnalysisConfig,
-              rng: np.random.Generator) -> dict[str, Any]:
+def agreement(scores: Scores, truth: GroundTruth, config: AnalysisConfig, rng: np.random.Generator,
+              space: SearchSpace | None = None) -> dict[str, Any]:
     """How well one weight-sharing ranking matches the ground-truth mean, matched by cell id; the
-    interval resamples cells and ground-truth seeds (`reliability.kendall_tau_interval`)."""
+    interval resamples cells and ground-truth seeds (`reliability.kendall_tau_interval`). With the
+    `space`, tau also over its distinct functions (`validity.by_function`)."""
     mean, top_k = truth.mean, config.top_k
     interval = (kendall_tau_interval(scores, truth.per_seed, config.bootstrap_resamples, config.confidence, rng)
                 if len(truth.valid_ppl) > 1 else None)
+    distinct = {}
+    if space is not None:
+        classes = space.function_classes()
+        distinct = {"kendall_tau_distinct_functions": finite(kendall_tau(by_function(scores, classes),
+                                                                         by_function(mean, classes)))}
     return {
         "kendall_tau": finite(kendall_tau(scores, mean)),
         "kendall_tau_interval": interval,
+        **distinct,
         "kendall_tau_p": finite(kendall_tau_p(scores, mean)),
         "spearman_rho": finite(spearman_rho(scores, mean)),
         **{f"top_{k}_overlap": top_k_overlap(scores, mean, k) for k in top_k},
@@ -273,10 +282,13 @@ def compare_policy(runs: list[RunRecord], experiment: Experiment, truth: Scores 
     return comparison | {"verdict_metric": verdict_metric} if verdict_metric else None
 
 
-def ground_truth_summary(truth: GroundTruth, config: AnalysisConfig) -> dict[str, Any]:
+def ground_truth_summary(truth: GroundTruth, config: AnalysisConfig, space: SearchSpace | None = None,
+                         reference_ppl: dict[str, dict[str, float]] | None = None) -> dict[str, Any]:
+    """Its best cell, reliability and, given the space and the corpus's reference perplexities
+    (`ngram.reference_perplexities`), its validity (`validity`)."""
     mean = truth.mean
     best = min(mean, key=lambda cell: (mean[cell], cell))
-    summary = {
+    summary: dict[str, Any] = {
         "cells": len(mean),
         "seeds": sorted(truth.valid_ppl),
         "digest": truth.digest,
@@ -284,14 +296,24 @@ def ground_truth_summary(truth: GroundTruth, config: AnalysisConfig) -> dict[str
         "best_cell_id": best,
         "best_genotype": truth.genotypes.get(best),
         "best_valid_ppl": mean[best],
-        # at a short budget many cells have barely left the unigram plateau: their order means little
-        "cells_near_worst": sum(ppl >= (1 - NEAR_WORST) * max(mean.values()) for ppl in mean.values()),
         "reliability": reliability(truth.per_seed, config.bootstrap_resamples, config.confidence,
                                    config.bootstrap_seed),
         "min_ceiling_tau": config.min_ceiling_tau,
     }
     if len(truth.valid_ppl) > 1:  # how far one retrain of a cell scatters: the per-cell std over seeds
         summary["retrain_noise_sd"] = float(np.mean(cell_intervals(truth.results[1], config.confidence)["std"]))
+    if reference_ppl is not None:
+        unigram = reference_ppl["unigram"]["valid"]
+        not_learned = cells_not_learned(truth.valid_ppl, unigram)
+        summary["reference_valid_ppl"] = {order: by_split["valid"] for order, by_split in reference_ppl.items()}
+        summary["cells_not_learned"] = {"criterion": f"validation perplexity not below the unigram's, {unigram:.1f}",
+                                        "count": {seed: len(cells) for seed, cells in not_learned.items()},
+                                        "cells": not_learned}
+    if space is not None:
+        rng = np.random.default_rng(config.bootstrap_seed)
+        summary["validity"] = validity(truth.valid_ppl, space, config.bootstrap_resamples, config.confidence, rng)
+    if truth.curves:
+        summary["fidelity"] = fidelity(truth.curves)
     return summary
 
 
@@ -314,17 +336,22 @@ def tau_rows(runs: list[RunRecord], truth: Scores) -> list[dict[str, Any]]:
     ]
 
 
-def ground_truth_rows(truth: GroundTruth, confidence: float) -> list[dict[str, Any]]:
+def ground_truth_rows(truth: GroundTruth, confidence: float, space: SearchSpace | None = None,
+                      unigram_ppl: float | None = None) -> list[dict[str, Any]]:
     """One row per cell: mean over seeds, std and a t interval of the mean (none with one seed),
-    rank, and each seed's result."""
+    rank, the published rank where the space is the published one, in how many seeds it did not
+    learn (given the unigram perplexity), and each seed's result."""
     mean = truth.mean
     truth_ranks = ranks(mean)
     cells, results = truth.results
     spread = cell_intervals(results, confidence) if results.shape[1] > 1 else None
+    published = (published_ranking().ranks_in(space)
+                 if space is not None and published_ranking().absent_because(space) is None else {})
     return [
         {"cell_id": cell, "genotype": truth.genotypes.get(cell), "mean_valid_ppl": mean[cell],
          **{key: None if spread is None else float(spread[key][i]) for key in ("std", "low", "high")},
-         "rank": truth_ranks[cell],
+         "rank": truth_ranks[cell], "published_rank": published.get(cell),
+         "seeds_not_learned": None if unigram_ppl is None else int(np.sum(results[i] >= unigram_ppl)),
          **{f"seed_{seed}": scores.get(cell) for seed, scores in sorted(truth.valid_ppl.items())}}
         for i, cell in enumerate(cells)
     ]
@@ -357,8 +384,11 @@ def seeds_that_judge_and_answer(runs: list[RunRecord], ground_truth: GroundTruth
 
 
 def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment: Experiment,
-            config: AnalysisConfig = AnalysisConfig()) -> Analysis:
-    """`ground_truth` is None for spaces too large to enumerate: perplexities only."""
+            config: AnalysisConfig = AnalysisConfig(), space: SearchSpace | None = None,
+            reference_ppl: dict[str, dict[str, float]] | None = None) -> Analysis:
+    """`ground_truth` is None for spaces too large to enumerate: perplexities only. The `space`
+    and the corpus's `reference_ppl` (`ngram.reference_perplexities`) add the ground truth's
+    validity checks."""
     truth = ground_truth.mean if ground_truth and ground_truth.valid_ppl else None
     summary: dict[str, Any] = {
         "experiment": {"policy": experiment.policy, "baseline": experiment.baseline,
@@ -371,10 +401,10 @@ def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment:
         summary["comparison"] = comparison
     summary["runs"] = {r.name: run_summary(r, truth) for r in runs}
     if truth:
-        summary["ground_truth"] = ground_truth_summary(ground_truth, config)
+        summary["ground_truth"] = ground_truth_summary(ground_truth, config, space, reference_ppl)
         rng = np.random.default_rng(config.bootstrap_seed)
         summary["weight_sharing"] = {
-            r.name: {name: agreement(scores, ground_truth, config, rng) for name, scores in r.rankings.items()}
+            r.name: {name: agreement(scores, ground_truth, config, rng, space) for name, scores in r.rankings.items()}
             for r in runs if r.rankings
         }
     final_ppl = [
@@ -388,7 +418,8 @@ def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment:
     return Analysis(
         summary, final_ppl,
         ranking_rows(runs, truth) if truth else [],
-        ground_truth_rows(ground_truth, config.confidence) if truth else [],
+        ground_truth_rows(ground_truth, config.confidence, space,
+                          reference_ppl["unigram"]["valid"] if reference_ppl else None) if truth else [],
         trace_rows,
         tau_rows(runs, truth) if truth else [],
     )
