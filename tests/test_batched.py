@@ -82,12 +82,21 @@ def test_cells_scored_together_under_shared_weights_score_as_one_by_one(supernet
 
 # nonmono 1 over 6 epochs: every cell switches to averaged SGD after epoch 4 (measured), so the
 # stacked NT-ASGD is checked against torch's ASGD end to end, not only in its own unit test.
+COSINE = dataclasses.replace(TRAIN, epochs=3, lr_schedule="cosine", warmup_epochs=0.5)
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize("config", [TRAIN, dataclasses.replace(TRAIN, epochs=6, nonmono=1)], ids=["sgd", "nt-asgd"])
+@pytest.mark.parametrize("config", [TRAIN, dataclasses.replace(TRAIN, epochs=6, nonmono=1), COSINE],
+                         ids=["sgd", "nt-asgd", "cosine-warmup"])
 def test_cells_trained_together_end_as_each_trained_alone(tiny_corpus, config):
     together = train_cells_stacked(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False)
     switched = [[row["averaged"] for row in outcome.history] for outcome in together]
-    assert all(not any(flags) for flags in switched) if config is TRAIN else all(any(flags) for flags in switched)
+    assert all(not any(flags) for flags in switched) if config is TRAIN else True
+    assert all(any(flags) for flags in switched) if config.nonmono == 1 else True
+    if config is COSINE:  # the schedule is applied: a constant rate ends elsewhere
+        constant = train_cells_stacked(CELLS[:1], tiny_corpus, 3, DROPOUTS, dataclasses.replace(config,
+                                       lr_schedule="constant", warmup_epochs=0.0), seed=3, show_progress=False)
+        assert constant[0].valid_ppl != pytest.approx(together[0].valid_ppl, rel=1e-5)
     for genotype, outcome in zip(CELLS, together, strict=True):
         alone = train_cell_reference(genotype, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False)
         assert outcome.failure is None

@@ -6,13 +6,14 @@ import pytest
 import torch
 
 from naseval.core.data import batchify
-from naseval.core.errors import TrainingDiverged
+from naseval.core.errors import NasevalError, TrainingDiverged
 from naseval.nn.model import LanguageModel, ModelConfig
 from naseval.training.recipe import (
     TrainConfig,
     averaged_weights,
     evaluate,
     fit,
+    lr_factor,
     perplexity,
     sequence_length,
     train_cell_reference,
@@ -151,3 +152,17 @@ def test_deterministic_mode_runs_and_changes_nothing_on_the_cpu(tiny_corpus, mon
     finally:
         torch.use_deterministic_algorithms(False)
     assert (strict.valid_ppl, strict.test_ppl) == (plain.valid_ppl, plain.test_ppl)
+
+
+def test_the_learning_rate_schedule_and_warm_up():
+    constant = TrainConfig(epochs=4)
+    assert [lr_factor(constant, epoch, row, 100, 10) for epoch, row in [(1, 0), (2, 50), (4, 90)]] == [1.0] * 3
+    cosine = TrainConfig(epochs=4, lr_schedule="cosine", warmup_epochs=1.0)
+    assert lr_factor(cosine, 1, 0, 100, 10) == pytest.approx(0.1)  # warm-up: the step ends a tenth in
+    assert lr_factor(cosine, 1, 50, 100, 10) == pytest.approx(0.6 * (1 + math.cos(math.pi * 0.5 / 4)) / 2)
+    assert lr_factor(cosine, 3, 0, 100, 10) == pytest.approx(0.5)  # half way: half the rate
+    assert lr_factor(cosine, 4, 99, 100, 10) < 0.001
+    with pytest.raises(NasevalError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+    with pytest.raises(NasevalError, match="warmup_epochs"):
+        TrainConfig(epochs=2, warmup_epochs=3)

@@ -36,6 +36,7 @@ log = logging.getLogger("naseval")
 
 IMPLEMENTATIONS = ("fast", "reference")
 SEQUENCE_LENGTHS = ("jittered", "fixed")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class TrainConfig:
     sequence_length: str = "jittered"
     max_seq_len_delta: int = 20  # jittered only: read by nothing under fixed
     lr: float = 20.0
+    # constant: the originals' (AWD-LSTM, DARTS); cosine: decays to 0 over the run, a naseval
+    # switch that settles a short run's final weights (docs/reliability.md)
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0  # linear warm-up from 0 over these epochs; the originals have none
     weight_decay: float = 8e-7
     clip: float = 0.25
     nonmono: int = 5
@@ -69,6 +74,9 @@ class TrainConfig:
         require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         require(self.sequence_length in SEQUENCE_LENGTHS, "sequence_length", self.sequence_length,
                 f"one of {', '.join(SEQUENCE_LENGTHS)}")
+        require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", self.lr_schedule, f"one of {', '.join(LR_SCHEDULES)}")
+        require(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs", self.warmup_epochs,
+                f"a number from 0 to epochs ({self.epochs})")
         for key in ("epochs", "batch_size", "eval_batch_size", "test_batch_size", "bptt", "nonmono", "threads"):
             value = getattr(self, key)
             require(value >= 1, key, value, "an integer >= 1")
@@ -128,6 +136,16 @@ def sequence_length(config: TrainConfig, rng: np.random.Generator) -> int:
     return min(max(5, int(rng.normal(bptt, 5))), config.bptt + config.max_seq_len_delta)
 
 
+def lr_factor(config: TrainConfig, epoch: int, row: int, rows: int, seq_len: int) -> float:
+    """The schedule's multiple of `config.lr` for the step that reads rows `row` to `row + seq_len`
+    of an epoch of `rows`; 1 throughout for the originals' constant rate without warm-up."""
+    done = epoch - 1 + row / rows  # epochs of training before this step
+    factor = (1 + math.cos(math.pi * done / config.epochs)) / 2 if config.lr_schedule == "cosine" else 1.0
+    if done < config.warmup_epochs:
+        factor *= min(1.0, (done + seq_len / rows) / config.warmup_epochs)
+    return factor
+
+
 @dataclass(frozen=True)
 class Step:
     """What a policy sees before each weight update: the minibatch, its state and the step's lr."""
@@ -141,15 +159,16 @@ class Step:
 ChooseArch = Callable[[Step], Any]  # -> what the model's cell takes: a genotype, mixing weights
 
 
-def train_epoch(model, data, optimizer, config, rng, choose_arch: ChooseArch, progress) -> float:
-    """One pass over `data` (rows, batch); returns the mean training loss per token."""
+def train_epoch(model, data, optimizer, config, rng, choose_arch: ChooseArch, progress, epoch: int = 1) -> float:
+    """One pass over `data` (rows, batch), the `epoch`-th; returns the mean training loss per token."""
     model.train()
     hidden = model.init_hidden(data.size(1))
     base_lr = optimizer.param_groups[0]["lr"]
     total, count, start = 0.0, 0, 0
     while start < data.size(0) - 2:
         seq_len = sequence_length(config, rng)
-        lr = optimizer.param_groups[0]["lr"] = base_lr * seq_len / config.bptt
+        lr = base_lr * lr_factor(config, epoch, start, data.size(0), seq_len) * seq_len / config.bptt
+        optimizer.param_groups[0]["lr"] = lr
         x, y = get_batch(data, start, seq_len)
         hidden = hidden.detach()
         arch = choose_arch(Step(x, y, hidden, lr))
@@ -208,7 +227,7 @@ def fit(
               unit="tok", unit_scale=True, leave=False, mininterval=1.0, disable=not show_progress) as progress:
         for epoch in range(done + 1, config.epochs + 1):
             started = time.perf_counter()
-            train_loss = train_epoch(model, train_data, optimizer, config, rng, choose_arch, progress)
+            train_loss = train_epoch(model, train_data, optimizer, config, rng, choose_arch, progress, epoch)
             averaging = isinstance(optimizer, torch.optim.ASGD)
             with averaged_weights(optimizer):
                 extra = after_epoch(epoch) if after_epoch else {}

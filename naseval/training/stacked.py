@@ -30,6 +30,7 @@ from naseval.training.recipe import (
     CellResult,
     TrainConfig,
     build_model_and_data,
+    lr_factor,
     perplexity,
     sequence_length,
     unlearned,
@@ -151,8 +152,8 @@ class StackedTraining:
             setattr(self, name, [getattr(self, name)[a] for a in keep])
         return keep
 
-    def train_epoch(self, data: torch.Tensor, rng: np.random.Generator, progress: tqdm) -> list[float]:
-        """One pass over `data`; each surviving cell's mean training loss per token."""
+    def train_epoch(self, data: torch.Tensor, rng: np.random.Generator, progress: tqdm, epoch: int) -> list[float]:
+        """One pass over `data`, the `epoch`-th; each surviving cell's mean training loss per token."""
         model, config = self.model, self.config
         model.train()
         hidden = model.init_hidden(data.size(1))
@@ -172,7 +173,8 @@ class StackedTraining:
                 if not self.positions:
                     break
             clip_per_cell(list(model.parameters()), config.clip)
-            self.optimizer.step(config.lr * seq_len / config.bptt)
+            lr = config.lr * lr_factor(config, epoch, start, data.size(0), seq_len)
+            self.optimizer.step(lr * seq_len / config.bptt)
             totals += losses.detach().double().cpu() * y.numel()
             count += y.numel()
             start += x.size(0)
@@ -251,7 +253,7 @@ def train_cells_stacked(
               unit_scale=True, leave=False, mininterval=1.0, disable=not show_progress) as progress:
         for epoch in range(done + 1, config.epochs + 1):
             started = time.perf_counter()
-            train_losses = batch.train_epoch(train_data, rng, progress)
+            train_losses = batch.train_epoch(train_data, rng, progress, epoch)
             if batch.positions:
                 batch.end_epoch(epoch, train_losses, valid_data, time.perf_counter() - started)
             log.info("%s epoch %d: %d cells, %.0f tok/s", description, epoch, len(batch.positions),
