@@ -72,6 +72,9 @@ def test_cells_that_did_not_learn_are_named_as_such():
     assert ("**Cells that did not learn** (2 in seed 0, 1 in seed 1, of 4): their validation perplexity is not below "
             "the validation perplexity of a unigram model, 99.5") in text
     assert "Every cell learned" in report(truth, reference_ppl={**references, "unigram": {"valid": 200.0}})
+    result = analyze(runs(), truth, Experiment("enas", "random", (0, 1)), CONFIG, reference_ppl=references)
+    assert [row["seeds_not_learned"] for row in result.ground_truth_rows] == [0, 0, 1, 2]
+    assert render_figures(result, CONFIG.confidence)["ground_truth.png"][1].startswith(b"\x89PNG")
     assert "did not learn" not in report(truth)  # without the corpus's references: no claim
 
 
