@@ -26,7 +26,7 @@ from naseval.analysis.ranking import (
 )
 from naseval.analysis.reliability import cell_intervals, kendall_tau_interval, reliability, seed_matrix
 from naseval.analysis.statistics import compare_samples, summary_statistics
-from naseval.analysis.validity import by_function, cells_not_learned, fidelity, published_ranking, validity
+from naseval.analysis.validity import by_function, cells_not_learned, fidelity, published_ranks, validity
 from naseval.core.errors import NasevalError
 from naseval.core.params import require
 from naseval.core.records import TRACE_FIELDS
@@ -345,8 +345,7 @@ def ground_truth_rows(truth: GroundTruth, confidence: float, space: SearchSpace 
     truth_ranks = ranks(mean)
     cells, results = truth.results
     spread = cell_intervals(results, confidence) if results.shape[1] > 1 else None
-    published = (published_ranking().ranks_in(space)
-                 if space is not None and published_ranking().absent_because(space) is None else {})
+    published = published_ranks(space) if space is not None else {}
     return [
         {"cell_id": cell, "genotype": truth.genotypes.get(cell), "mean_valid_ppl": mean[cell],
          **{key: None if spread is None else float(spread[key][i]) for key in ("std", "low", "high")},

@@ -63,6 +63,12 @@ def published_ranking() -> PublishedRanking:
     return PublishedRanking(data["source"], space, tuple(data["ranking"]))
 
 
+def published_ranks(space: SearchSpace) -> Scores:
+    """Cell id -> published rank where the published order judges `space`; else empty."""
+    published = published_ranking()
+    return {} if published.absent_because(space) else published.ranks_in(space)
+
+
 def by_function(scores: Scores, classes: list[int]) -> Scores:
     """Each isomorphism class once (keyed by its smallest cell id): the mean of its cells' scores."""
     members: dict[int, list[float]] = {}
