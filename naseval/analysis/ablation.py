@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from naseval.analysis.report import interval, markdown_table, mean_std, number, p_value
+from naseval.analysis.report import interval, markdown_table, mean_std, number, p_is
 from naseval.analysis.statistics import compare_samples, summary_statistics
 
 RANDOM_SAMPLING, RANDOM_SEARCH = "random", "random_search"  # the references every result is held against
@@ -114,7 +114,7 @@ def cost_sentences(rows: list[dict[str, Any]], resamples: int = 10_000, confiden
         sentences.append(
             f"Weight sharing cost **{name}** {number(difference['difference_of_means'])} ground-truth perplexity "
             f"on its found cells ({confidence:.0%} interval{interval(difference['difference_interval'])}, "
-            f"Welch p = {p_value(welch)}: {evidence}); mean ground-truth rank "
+            f"{p_is(welch, 'Welch p')}: {evidence}); mean ground-truth rank "
             f"{number(shared['ground_truth_rank']['mean'])} with it ({shared['runs']} seeds) and "
             f"{number(alone['ground_truth_rank']['mean'])} without ({alone['runs']} seeds); P(beats random "
             f"sampling) {chance(shared['vs_random_sampling'])} with it and {chance(alone['vs_random_sampling'])} "

@@ -21,6 +21,12 @@ def p_value(value: float | None) -> str:
     return "< 0.001" if value < 0.001 else f"{value:.3f}" if value < 0.01 else f"{value:.2f}"
 
 
+def p_is(value: float | None, name: str = "p") -> str:
+    """"p = 0.43", or "p < 0.001" where the value is that small."""
+    text = p_value(value)
+    return f"{name} {text}" if text.startswith("<") else f"{name} = {text}"
+
+
 def mean_std(stats: dict[str, float] | None, digits: int = 1) -> str:
     return "n/a" if stats is None else f"{number(stats['mean'], digits)} ± {number(stats['std'], digits)}"
 
@@ -59,8 +65,8 @@ def comparison_findings(summary: dict[str, Any], config: AnalysisConfig) -> list
             f"Found cells by {METRIC_NAMES[metric]}: **{policy}** {mean_std(ours[metric])} ({finished(ours)} seeds) "
             f"vs **{baseline}** {mean_std(theirs[metric])} ({finished(theirs)} seeds): "
             f"difference {number(stats['difference_of_means'])}, {stats['confidence']:.0%} bootstrap interval"
-            f"{interval(stats['difference_interval'])}; Welch p = {p_value(stats['welch_p'])}, "
-            f"Mann-Whitney p = {p_value(stats['mann_whitney_p'])}; a seed of {policy} beats a seed of {baseline} "
+            f"{interval(stats['difference_interval'])}; {p_is(stats['welch_p'], 'Welch p')}, "
+            f"{p_is(stats['mann_whitney_p'], 'Mann-Whitney p')}; a seed of {policy} beats a seed of {baseline} "
             f"with probability {probability(stats)}.")
     stats = comparison[comparison["verdict_metric"]]
     truth = summary.get("ground_truth", {})
@@ -115,7 +121,7 @@ def verdict(policy: str, baseline: str, stats: dict[str, Any], config: AnalysisC
         return f"No evidence that {policy} beats {baseline} (α = {config.significance})."
     better = stats["difference_of_means"] < 0
     return (f"Evidence that {policy} {'beats' if better else 'is worse than'} {baseline} "
-            f"(p = {p_value(p)} < α = {config.significance}).")
+            f"({p_is(p)} < α = {config.significance}).")
 
 
 def reliability_findings(truth: dict[str, Any]) -> list[str]:
@@ -178,11 +184,13 @@ def validity_findings(truth: dict[str, Any]) -> list[str]:
             findings.append(
                 f"Isomorphic cells (one architecture under two names, {isomorphs['pairs']} pairs) are "
                 f"{number(isomorphs['mean_rank_gap'], 2)} ranks apart in the ground truth on average, against "
-                f"{number(isomorphs['random_rank_gap'], 2)} for random ranks (p = {p_value(isomorphs['p'])})"
+                f"{number(isomorphs['random_rank_gap'], 2)} for random ranks ({p_is(isomorphs['p'])})"
                 + (f" and {number(published['mean_rank_gap'], 2)} in the published order" if published else "") + ".")
     rows = truth.get("fidelity", [])
     if len(rows) > 1:
-        findings.append("Ranked after each epoch, the ground truth agrees with its final order at Kendall tau "
+        findings.append("Along its learning curves (each cell's best so far; under a decaying learning rate not what "
+                        "a shorter run would give), the ground truth after each epoch agrees with its final order "
+                        "at Kendall tau "
                         + ", ".join(f"{number(row['kendall_tau_with_final'], 2)} (epoch {row['epoch']})"
                                     for row in rows[:-1]) + ".")
     return findings
