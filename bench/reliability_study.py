@@ -59,13 +59,18 @@ CONFIGS: dict[str, dict[str, dict]] = {
     "b16-lr20": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 10}},
     "b16-lr10": {"train": {"batch_size": 16, "lr": 10.0, "epochs": 10}},
     "b16-lr20-cosine": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 8, "lr_schedule": "cosine"}},
-    "b16-lr20-nonmono1": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 10, "nonmono": 1}},
+    "b16-lr20-cosine-e6": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine"}},
+    "h128-b16-lr20-cosine": {"model": {"hidden_size": 128},
+                             "train": {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine"}},
+    "t60k-b16-lr20-cosine": {"data": {"max_train_tokens": 60000},
+                             "train": {"batch_size": 16, "lr": 20.0, "epochs": 4, "lr_schedule": "cosine"}},
     "b32-lr20-cosine-warmup": {"train": {"batch_size": 32, "lr": 20.0, "epochs": 10, "lr_schedule": "cosine",
                                          "warmup_epochs": 1.0}},
-    "h128-b16-lr10": {"model": {"hidden_size": 128}, "train": {"batch_size": 16, "lr": 10.0, "epochs": 8}},
-    "t60k-b32-lr10": {"data": {"max_train_tokens": 60000}, "train": {"batch_size": 32, "lr": 10.0, "epochs": 10}},
-    "b16-lr10-nonmono1": {"train": {"batch_size": 16, "lr": 10.0, "epochs": 10, "nonmono": 1}},
-    "b32-lr10": {"train": {"batch_size": 32, "lr": 10.0, "epochs": 10}},
+    "b16-lr20-nonmono1": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 10, "nonmono": 1}},
+    "drop-b16-lr20-cosine-e6": {"model": {"dropout": 0.5, "dropouth": 0.25, "dropoutx": 0.5, "dropouti": 0.2,
+                                          "dropoute": 0.1},
+                                "train": {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine"}},
+    "b8-lr20-cosine-e4": {"train": {"batch_size": 8, "lr": 20.0, "epochs": 4, "lr_schedule": "cosine"}},
 }
 # A config with a cosine schedule decays over its own epochs: its shorter budgets are not what a
 # shorter run would give, so only its last epoch is a budget (its rows before are a learning curve).
