@@ -53,9 +53,11 @@ from naseval.nn.model import ModelConfig  # noqa: E402
 from naseval.training.ground_truth import ground_truth_record  # noqa: E402
 from naseval.training.recipe import TrainConfig  # noqa: E402
 
-# name -> overrides of params.yaml's data, model and train sections
+# name -> overrides of params.yaml's data, model and train sections, on top of STUDY_BASE: each
+# names its batch, rate and epochs, so that it means the same whatever params.yaml's recipe is
+STUDY_BASE = {"train": {"lr_schedule": "constant", "warmup_epochs": 0.0}}
 CONFIGS: dict[str, dict[str, dict]] = {
-    "default": {},
+    "old-default": {"train": {"batch_size": 64, "lr": 5.0, "epochs": 5}},
     "b16-lr20": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 10}},
     "b16-lr10": {"train": {"batch_size": 16, "lr": 10.0, "epochs": 10}},
     "b16-lr20-cosine": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 8, "lr_schedule": "cosine"}},
@@ -79,7 +81,10 @@ RESAMPLES = 1000  # of the bootstrap intervals
 
 
 def configured(values: dict, overrides: dict[str, dict]) -> dict:
-    return {**values, **{section: {**values[section], **changes} for section, changes in overrides.items()}}
+    """params.yaml's values with STUDY_BASE's, then `overrides`' sections updated."""
+    for changes in (STUDY_BASE, overrides):
+        values = {**values, **{section: {**values[section], **update} for section, update in changes.items()}}
+    return values
 
 
 def cpu_seconds() -> float:
