@@ -45,6 +45,10 @@ def test_isomorphism_classes_come_from_the_definition():
     assert len(set(classes)) == 26
     assert {(a, b) for a in range(32) for b in range(a + 1, 32) if classes[a] == classes[b]} == PAIRS_2_NODES
     three = SearchSpace(nodes=3)
+    # a cell is a tree rooted at s0 with op-labelled nodes; counted by shape: three children of s0
+    # (a multiset of 3 ops: 20), a chain beside a leaf (16 x 4), a node with two children (4 x 10),
+    # a chain of three (64)
+    assert len(set(three.function_classes())) == 20 + 64 + 40 + 64
     named = {tuple(" ".join(f"{op}:{p}" for op, p in g) for g in three.isomorphs(parse_genotype(text, three)))
              for text in ("tanh:0 relu:1 sigmoid:1", "tanh:0 tanh:0 relu:1", "tanh:0 relu:1 sigmoid:2")}
     assert named == {("tanh:0 relu:1 sigmoid:1", "tanh:0 sigmoid:1 relu:1"),
