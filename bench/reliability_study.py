@@ -73,6 +73,15 @@ CONFIGS: dict[str, dict[str, dict]] = {
                                           "dropoute": 0.1},
                                 "train": {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine"}},
     "b8-lr20-cosine-e4": {"train": {"batch_size": 8, "lr": 20.0, "epochs": 4, "lr_schedule": "cosine"}},
+    "b8-lr20-cosine-e6": {"train": {"batch_size": 8, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine"}},
+    "clip0.1-b16-lr20-cosine-e6": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine",
+                                             "clip": 0.1}},
+    "clip1-b16-lr20-cosine-e6": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine",
+                                           "clip": 1.0}},
+    "v5k-b16-lr20-cosine-e6": {"data": {"vocab_size": 5000},
+                               "train": {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine"}},
+    "t120k-b16-lr20-cosine-e3": {"data": {"max_train_tokens": 120000},
+                                 "train": {"batch_size": 16, "lr": 20.0, "epochs": 3, "lr_schedule": "cosine"}},
 }
 # A config with a cosine schedule decays over its own epochs: its shorter budgets are not what a
 # shorter run would give, so only its last epoch is a budget (its rows before are a learning curve).
