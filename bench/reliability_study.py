@@ -56,32 +56,27 @@ from naseval.training.recipe import TrainConfig  # noqa: E402
 # name -> overrides of params.yaml's data, model and train sections, on top of STUDY_BASE: each
 # names its batch, rate and epochs, so that it means the same whatever params.yaml's recipe is
 STUDY_BASE = {"train": {"lr_schedule": "constant", "warmup_epochs": 0.0}}
+# the default's recipe, spelled out: the configurations that vary one thing of it start from here
+DEFAULT_RECIPE = {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine"}
 CONFIGS: dict[str, dict[str, dict]] = {
     "old-default": {"train": {"batch_size": 64, "lr": 5.0, "epochs": 5}},
     "b16-lr20": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 10}},
     "b16-lr10": {"train": {"batch_size": 16, "lr": 10.0, "epochs": 10}},
-    "b16-lr20-cosine": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 8, "lr_schedule": "cosine"}},
-    "b16-lr20-cosine-e6": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine"}},
-    "h128-b16-lr20-cosine": {"model": {"hidden_size": 128},
-                             "train": {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine"}},
-    "t60k-b16-lr20-cosine": {"data": {"max_train_tokens": 60000},
-                             "train": {"batch_size": 16, "lr": 20.0, "epochs": 4, "lr_schedule": "cosine"}},
-    "b32-lr20-cosine-warmup": {"train": {"batch_size": 32, "lr": 20.0, "epochs": 10, "lr_schedule": "cosine",
-                                         "warmup_epochs": 1.0}},
+    "b16-lr20-cosine": {"train": {**DEFAULT_RECIPE, "epochs": 8}},
+    "b16-lr20-cosine-e6": {"train": DEFAULT_RECIPE},
+    "h128-b16-lr20-cosine": {"model": {"hidden_size": 128}, "train": DEFAULT_RECIPE},
+    "t60k-b16-lr20-cosine": {"data": {"max_train_tokens": 60000}, "train": {**DEFAULT_RECIPE, "epochs": 4}},
+    "b32-lr20-cosine-warmup": {"train": {**DEFAULT_RECIPE, "batch_size": 32, "epochs": 10, "warmup_epochs": 1.0}},
     "b16-lr20-nonmono1": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 10, "nonmono": 1}},
     "drop-b16-lr20-cosine-e6": {"model": {"dropout": 0.5, "dropouth": 0.25, "dropoutx": 0.5, "dropouti": 0.2,
                                           "dropoute": 0.1},
-                                "train": {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine"}},
-    "b8-lr20-cosine-e4": {"train": {"batch_size": 8, "lr": 20.0, "epochs": 4, "lr_schedule": "cosine"}},
-    "b8-lr20-cosine-e6": {"train": {"batch_size": 8, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine"}},
-    "clip0.1-b16-lr20-cosine-e6": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine",
-                                             "clip": 0.1}},
-    "clip1-b16-lr20-cosine-e6": {"train": {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine",
-                                           "clip": 1.0}},
-    "v5k-b16-lr20-cosine-e6": {"data": {"vocab_size": 5000},
-                               "train": {"batch_size": 16, "lr": 20.0, "epochs": 6, "lr_schedule": "cosine"}},
-    "t120k-b16-lr20-cosine-e3": {"data": {"max_train_tokens": 120000},
-                                 "train": {"batch_size": 16, "lr": 20.0, "epochs": 3, "lr_schedule": "cosine"}},
+                                "train": DEFAULT_RECIPE},
+    "b8-lr20-cosine-e4": {"train": {**DEFAULT_RECIPE, "batch_size": 8, "epochs": 4}},
+    "b8-lr20-cosine-e6": {"train": {**DEFAULT_RECIPE, "batch_size": 8}},
+    "clip0.1-b16-lr20-cosine-e6": {"train": {**DEFAULT_RECIPE, "clip": 0.1}},
+    "clip1-b16-lr20-cosine-e6": {"train": {**DEFAULT_RECIPE, "clip": 1.0}},
+    "v5k-b16-lr20-cosine-e6": {"data": {"vocab_size": 5000}, "train": DEFAULT_RECIPE},
+    "t120k-b16-lr20-cosine-e3": {"data": {"max_train_tokens": 120000}, "train": {**DEFAULT_RECIPE, "epochs": 3}},
 }
 # A config with a cosine schedule decays over its own epochs: its shorter budgets are not what a
 # shorter run would give, so only its last epoch is a budget (its rows before are a learning curve).
