@@ -35,7 +35,8 @@ SHARED_EXPERIMENTS = [["policy=enas", "search.enas.evaluator=shared_weights"],
 
 def search_seconds(policy: str) -> list[float]:
     """Wall seconds of each search of `policy` in the workspace, as its record keeps them."""
-    return [json.loads(path.read_text())["seconds"] for path in sorted(RUNS.glob(f"{policy}/seed_*/search/result.json"))]
+    paths = sorted(RUNS.glob(f"{policy}/seed_*/search/result.json"))
+    return [json.loads(path.read_text())["seconds"] for path in paths]
 
 
 def training_seconds() -> list[float]:

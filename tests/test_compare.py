@@ -12,11 +12,11 @@ def stats(mean, failed=0):
             "test_ppl": {"mean": mean, "std": 1.0, "median": mean, "best": mean - 1, "worst": mean + 1}}
 
 
-def summary(policy, mean, welch_p):
+def summary(policy, mean, permutation_p):
     return {"experiment": {"policy": policy, "baseline": "random", "seeds": [0, 1]},
             "policies": {policy: stats(mean), "random": stats(70.0)},
             "comparison": {"policy": policy, "baseline": "random", "verdict_metric": "test_ppl",
-                           "test_ppl": {"welch_p": welch_p, "mann_whitney_p": 0.33,
+                           "test_ppl": {"permutation_p": permutation_p, "mann_whitney_p": 0.33,
                                         "probability_of_beating_baseline": 0.75}}}
 
 
@@ -45,9 +45,10 @@ def test_table_one_has_a_row_per_result_and_merges_repeats():
     assert [(r["policy"], r["experiments"]) for r in rows] == [
         ("enas", "workspace, crank-ankh"), ("random", "workspace, main, crank-ankh"), ("random_ws", "main")]
     enas = rows[0]
-    assert enas["baseline"] == "random" and enas["welch_p"] == 0.04 and enas["test_ppl_mean"] == 65.0
+    assert enas["baseline"] == "random" and enas["permutation_p"] == 0.04 and enas["test_ppl_mean"] == 65.0
+    assert enas["p_holm"] == pytest.approx(0.08) and rows[2]["p_holm"] == 0.5  # Holm over the two verdicts
     assert enas["judged_on"] == "test_ppl"
-    assert rows[1]["baseline"] is None and rows[1]["welch_p"] is None
+    assert rows[1]["baseline"] is None and rows[1]["permutation_p"] is None and rows[1]["p_holm"] is None
     assert rows[2]["probability_of_beating_baseline"] == 0.75
 
 
@@ -55,7 +56,7 @@ def test_markdown_table_shows_mean_std_and_p_values():
     lines = table_markdown(table_one(experiment_summaries(EXP_SHOW, METRICS))).splitlines()
     assert lines[0].startswith("| policy | evaluator | experiments | runs ok | test ppl (mean ± std) |")
     assert lines[2] == ("| enas |  | workspace, crank-ankh | 2/2 | 65.0 ± 1.0 | 64.0 | n/a | random | test_ppl | 0.04 "
-                        "| 0.33 | 0.75 | n/a |")
+                        "| 0.08 | 0.33 | 0.75 | n/a |")
     assert lines[3].startswith("| random |  | workspace, main, crank-ankh | 2/2 | 70.0 ± 1.0 | 69.0 | n/a |  |  |")
 
 

@@ -1,7 +1,9 @@
 """The report states each finding with its number; the figures are drawn from the same analysis."""
 
 import dataclasses
+import re
 
+import numpy as np
 import pytest
 
 from naseval.analysis.figures import render_figures
@@ -37,13 +39,15 @@ def test_report_states_the_comparison_with_its_numbers():
     assert ("Found cells by ground-truth mean validation perplexity: **enas** 61.6 ± 0.8 (2 seeds) vs **random** "
             "63.0 ± 0.0 (2 seeds): difference −1.4") in text
     assert "a seed of enas beats a seed of random with probability 1.00" in text
+    assert "a seed of enas beats a seed of random with probability 1.00 [0.51, 1.00]" in text  # never [1, 1]
+    assert "95% Welch interval [−9.7, −2.8]; permutation p = 0.33" in text
     assert "cannot go below p = 0.33" in text
-    assert "With fewer than 5 seeds per policy the bootstrap interval understates the uncertainty" in text
-    # the retrains differ (Welch p = 0.0156), the found cells' ground truths do not (p = 0.25): the
-    # verdict rests on the ground truth
     assert ("**Verdict**, on the ground-truth mean validation perplexity because it averages 2 training seeds of "
             "each found cell") in text
-    assert "No evidence that enas beats random (α = 0.05)." in text
+    # 2 seeds a side: 6 ways to split 4 values, so no permutation p goes below 2/6; Holm over the 4 tests
+    assert "No evidence that enas beats random (permutation p = 0.33, Holm-adjusted 1.00; α = 0.05)." in text
+    assert "| enas vs random | 0.33 | 1.00 |" in text
+    assert "its found cells' quantiles 0.62, 0.38); exact test of no difference: p = 1.00" in text
     assert "Every cell outputs the mean of its nodes (`space.cell_output: mean`" in text
 
 
@@ -56,12 +60,15 @@ def test_the_report_names_the_experiments_cell_output_rule():
 def test_without_ground_truth_the_verdict_rests_on_the_retrains():
     text = report(truth=None)
     assert "**Verdict**, on the test perplexity of its one retrain because there is no ground truth" in text
-    assert "Evidence that enas beats random (p = 0.02" in text  # Welch on these samples: p = 0.0156
+    four = runs(policy_ppl=(60.0, 60.5, 61.0, 61.5), baseline_ppl=(66.0, 67.0, 68.0, 69.0))
+    text = report(truth=None, records=four, experiment=Experiment("enas", "random", (0, 1, 2, 3)))
+    # 4 vs 4 wholly apart: the permutation test's floor, 2/70; the only test of the family
+    assert "Evidence that enas beats random (permutation p = 0.03, Holm-adjusted 0.03 < α = 0.05)." in text
 
 
 def test_report_says_no_evidence_when_the_difference_is_noise():
     text = report(records=runs(policy_ppl=(60.0, 66.0), baseline_ppl=(61.0, 65.0)))
-    assert "No evidence that enas beats random (α = 0.05)." in text
+    assert "No evidence that enas beats random (permutation p = 0.33" in text
 
 
 def test_cells_that_did_not_learn_are_named_as_such():
@@ -97,10 +104,11 @@ def test_the_report_states_validity_against_the_published_order_and_isomorphs():
 def test_a_low_ceiling_is_reported_as_a_ground_truth_too_noisy_to_judge_by():
     noisy = report(NOISY)
     assert "two single seeds with each other at −1.00" in noisy
-    assert "**The ceiling is below 0.8: the ground truth is too noisy to judge by.**" in noisy
+    assert "**The ceiling's lower bound is below 0.8: the ground truth may be too noisy to judge by.**" in noisy
     consistent = report(CONSISTENT)
     assert "too noisy" not in consistent
-    assert "a perfect ranking is expected to reach Kendall tau **1.00** against the 2-seed mean" in consistent
+    assert ("a perfect ranking is expected to reach Kendall tau **1.00** [1.00, 1.00] against the 2-seed mean"
+            in consistent)
     assert "Read every tau below against this ceiling" in consistent
 
 
@@ -108,8 +116,8 @@ def test_report_names_ranks_the_best_cell_and_weight_sharing_agreement():
     text = report()
     assert "the best is cell 0 (tanh:0)" in text
     assert "enas's cells rank 2, 3 of 4" in text and "No policy found the best cell." in text
-    assert ("enas, ranking `shared_weights_valid_ppl`: Kendall tau with the ground truth 0.33 [−1.00, 1.00], "
-            "0.33 [−1.00, 1.00]") in text
+    assert ("enas, ranking `shared_weights_valid_ppl`: Kendall tau with the ground truth 0.33 [−1.00, 1.00] "
+            "(0.33 to 0.33); 0.33 [−1.00, 1.00] (0.33 to 0.33)") in text
     assert "Between search seeds the ranking agrees with itself at Kendall tau 1.00" in text
     assert "went from 1.00 (epoch 1) to −1.00 (epoch 3), between −1.00 and 1.00 on the way" in text
     assert "![a figure](figures/a.png)" in text
@@ -148,3 +156,33 @@ def test_cells_that_diverged_in_ground_truth_are_left_out_and_reported():
     text = render_report(result, {}, CONFIG)
     assert "**1 cells diverged in ground-truth training and are left out of every ranking** (cell 1, seed 0" in text
     assert "enas's cells rank 2 of 3" in text
+
+
+def synthetic_truth(cells: int, seeds: int, noise: float, seed: int = 0) -> GroundTruth:
+    """Cell c's perplexity is 60 + c plus Gaussian noise of sd `noise` per training seed."""
+    rng = np.random.default_rng(seed)
+    return GroundTruth({s: {c: 60.0 + c + float(rng.normal(0, noise)) for c in range(cells)} for s in range(seeds)})
+
+
+def test_the_gate_reads_the_ceilings_lower_bound():
+    text = report(synthetic_truth(12, 3, 2.0))
+    ceiling = re.search(r"reach Kendall tau \*\*(\S+)\*\* \[(\S+), (\S+)\]", text)
+    point, low = (float(ceiling[i].replace("−", "-")) for i in (1, 2))
+    assert low < 0.8 <= point  # the point alone would pass the gate
+    assert "**The ceiling's lower bound is below 0.8" in text
+
+
+def test_a_tau_whose_interval_contains_the_ceiling_is_not_called_below_it():
+    truth = synthetic_truth(16, 3, 1.0)
+    perfect = {"shared_weights_valid_ppl": {c: float(c) for c in range(16)}}
+    shuffled = {"shared_weights_valid_ppl": {c: float((7 * c) % 16) for c in range(16)}}
+    records = [RunRecord("enas", 0, 1, "cell1", 1.0, 60.0, 61.0, perfect),
+               RunRecord("enas", 1, 2, "cell2", 1.0, 60.0, 61.0, shuffled)] + runs()[2:]
+    text = report(truth, records)
+    assert "enas/1 ranks below it (the interval's top is lower)" in text
+    assert "the interval of enas/0 contains it or more, so that run cannot be told from a perfect ranking" in text
+    assert "enas/0 ranks below" not in text
+    result = analyze(records, truth, Experiment("enas", "random", (0, 1)), CONFIG)
+    agreement = result.summary["weight_sharing"]["enas/0"]["shared_weights_valid_ppl"]
+    ceiling = result.summary["ground_truth"]["reliability"]["ceiling_tau"]
+    assert agreement["kendall_tau_over_ceiling"] == pytest.approx(agreement["kendall_tau"] / ceiling)

@@ -3,9 +3,16 @@
 Yu et al. (2020, Sec. 4.3) ran ENAS and NAO on NASBench-101 with and without weight sharing
 and found that without it they beat random far more often. Here a policy's two versions are two
 experiments (`search.<policy>.evaluator: shared_weights` or `oracle`), judged by one ground truth;
-this module reads their analysis summaries and sets, per policy and evaluator, the found cells'
-ground-truth ranks and regrets and the probability that a seed beats one of random sampling and
-one of random search, with bootstrap intervals, beside a sentence on what weight sharing cost.
+this module reads their analysis summaries and sets out, per policy, evaluator and budget:
+
+* its cost: cells trained from scratch (the oracle's budget spent) and supernet trainings;
+* where its found cells sit against random sampling and against random search at each budget
+  measured, exactly (`references`: the ground truth of every cell, not a few random seeds);
+* its primary comparison: with random search at its own budget, the measured experiment;
+* for a policy run both ways, the direct test of with-minus-without weight sharing on the
+  search seeds both ran (equal seed counts).
+
+Every test is one of one family, Holm-adjusted (`p_holm`).
 """
 
 from __future__ import annotations
@@ -13,10 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from naseval.analysis.report import interval, markdown_table, mean_std, number, p_is
-from naseval.analysis.statistics import compare_samples, summary_statistics
+from naseval.analysis.references import against_reference
+from naseval.analysis.report import chance, interval, markdown_table, mean_std, number, p_is, p_value
+from naseval.analysis.statistics import compare_samples, holm, summary_statistics
+from naseval.analysis.summary import RANDOM_SAMPLING
 
-RANDOM_SAMPLING, RANDOM_SEARCH = "random", "random_search"  # the references every result is held against
+RANDOM_SEARCH = "random_search"  # the reference at equal budget
 WITHOUT_WEIGHT_SHARING = {"random_ws": RANDOM_SEARCH}  # a policy whose version without it has another name
 
 
@@ -27,11 +36,18 @@ class Result:
     policy: str
     evaluator: str
     ground_truth: str  # the digest of the ground truth that judged it
+    cells: int  # in that ground truth
+    budget: int | None  # cells the oracle may train; None: it trains none
+    cells_trained: float  # mean over seeds
     experiments: list[str] = field(default_factory=list)
     runs: dict[int, dict[str, Any]] = field(default_factory=dict)  # search seed -> its run summary
 
-    def values(self, key: str) -> list[float]:
-        return [run[key] for _, run in sorted(self.runs.items())]
+    def values(self, key: str, seeds: list[int] | None = None) -> list[Any]:
+        return [run[key] for seed, run in sorted(self.runs.items()) if seeds is None or seed in seeds]
+
+    @property
+    def label(self) -> str:
+        return self.policy if self.budget is None else f"{self.policy} (budget {self.budget})"
 
 
 def collect(summaries: list[tuple[str, dict[str, Any]]]) -> list[Result]:
@@ -43,9 +59,11 @@ def collect(summaries: list[tuple[str, dict[str, Any]]]) -> list[Result]:
         if not truth or "digest" not in truth:
             continue
         for policy, stats in summary["policies"].items():
-            evaluator = stats.get("evaluator")
+            evaluator, oracle = stats.get("evaluator"), stats.get("oracle") or {}
             key = (policy, evaluator, stats.get("config_digest"), truth["digest"])
-            result = results.setdefault(key, Result(policy, evaluator, truth["digest"]))
+            result = results.setdefault(key, Result(
+                policy, evaluator, truth["digest"], truth.get("cells", 0), oracle.get("budget"),
+                (oracle.get("cells_trained") or {}).get("mean", 0.0)))
             result.experiments.append(label)
             for name, run in summary["runs"].items():
                 if name.startswith(f"{policy}/") and run.get("ground_truth_rank") is not None:
@@ -53,39 +71,53 @@ def collect(summaries: list[tuple[str, dict[str, Any]]]) -> list[Result]:
     return list(results.values())
 
 
-def reference(results: list[Result], policy: str, ground_truth: str) -> Result | None:
-    """The reference policy's result with the most runs under that ground truth."""
-    candidates = [r for r in results if r.policy == policy and r.ground_truth == ground_truth
-                  and (policy != RANDOM_SEARCH or r.evaluator == "oracle")]
-    return max(candidates, key=lambda r: len(r.runs), default=None)
+def random_searches(results: list[Result], ground_truth: str) -> dict[int, Result]:
+    """Budget -> the measured random search (with the oracle) with the most runs under that ground truth."""
+    found: dict[int, Result] = {}
+    for r in results:
+        if r.policy == RANDOM_SEARCH and r.evaluator == "oracle" and r.ground_truth == ground_truth and r.budget:
+            if r.budget not in found or len(r.runs) > len(found[r.budget].runs):
+                found[r.budget] = r
+    return found
 
 
-def beating(result: Result, against: Result | None, resamples: int, confidence: float, seed: int) -> dict | None:
-    """P(a seed of `result` finds a cell with a lower ground truth than a seed of `against`), with interval."""
+def exact(result: Result, budget: int, confidence: float) -> dict[str, Any] | None:
+    """`references.against_reference` from the runs' positions (None where the summaries predate them)."""
+    if not result.runs or any("ground_truth_cells_worse" not in run for run in result.runs.values()):
+        return None
+    positions = list(zip(result.values("ground_truth_cells_worse"), result.values("ground_truth_cells_tied"),
+                         strict=True))
+    return against_reference(positions, result.cells, budget, confidence)
+
+
+def measured(result: Result, against: Result | None, confidence: float, seed: int) -> dict[str, Any] | None:
+    """The result against a measured reference experiment: P(a seed beats one of it), with its
+    score interval, and the permutation test of the difference of found cells' ground truths."""
     if against is None or against is result or not result.runs or not against.runs:
         return None
     stats = compare_samples(result.values("ground_truth_valid_ppl"), against.values("ground_truth_valid_ppl"),
-                            resamples, confidence, seed)
+                            confidence, seed)
     return {"probability": stats["probability_of_beating_baseline"], "interval": stats["probability_interval"],
-            "against_runs": len(against.runs)}
+            "p": stats["permutation_p"], "against": against.label, "against_runs": len(against.runs)}
 
 
-def ablation_rows(results: list[Result], resamples: int = 10_000, confidence: float = 0.95,
-                  seed: int = 0) -> list[dict[str, Any]]:
+def ablation_rows(results: list[Result], confidence: float = 0.95, seed: int = 0) -> list[dict[str, Any]]:
     rows = []
     for result in results:
         if not result.runs:
             continue
+        searches = random_searches(results, result.ground_truth)
         ranks, regrets = result.values("ground_truth_rank"), result.values("regret")
         rows.append({
-            "policy": result.policy, "evaluator": result.evaluator, "experiments": ", ".join(result.experiments),
-            "ground_truth": result.ground_truth, "runs": len(result.runs),
+            "policy": result.policy, "label": result.label, "evaluator": result.evaluator,
+            "experiments": ", ".join(result.experiments), "ground_truth": result.ground_truth,
+            "runs": len(result.runs), "seeds": sorted(result.runs), "budget": result.budget,
+            "cells_trained": result.cells_trained, "supernet_trainings": int(result.evaluator == "shared_weights"),
             "ground_truth_rank": summary_statistics(ranks), "regret": summary_statistics(regrets),
             "found_best": sum(rank == 1 for rank in ranks),
-            "vs_random_sampling": beating(result, reference(results, RANDOM_SAMPLING, result.ground_truth),
-                                          resamples, confidence, seed),
-            "vs_random_search": beating(result, reference(results, RANDOM_SEARCH, result.ground_truth),
-                                        resamples, confidence, seed),
+            "vs_random_sampling": None if result.policy == RANDOM_SAMPLING else exact(result, 1, confidence),
+            "vs_random_search": {budget: exact(result, budget, confidence) for budget in sorted(searches)},
+            "vs_measured_random_search": measured(result, searches.get(result.budget), confidence, seed),
             "values": result.values("ground_truth_valid_ppl"), "ranks": ranks,
         })
     return rows
@@ -101,56 +133,93 @@ def twin_rows(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str
     return pairs
 
 
-def cost_sentences(rows: list[dict[str, Any]], resamples: int = 10_000, confidence: float = 0.95,
-                   seed: int = 0, significance: float = 0.05) -> list[str]:
+def costs(rows: list[dict[str, Any]], confidence: float = 0.95, seed: int = 0) -> list[dict[str, Any]]:
+    """What weight sharing cost each policy run both ways: with minus without, on the search seeds
+    both ran, so that both sides have as many seeds."""
+    found = []
+    for shared, alone in twin_rows(rows):
+        seeds = sorted(set(shared["seeds"]) & set(alone["seeds"]))
+        if not seeds:
+            continue
+        pick = [[row["values"][row["seeds"].index(s)] for s in seeds] for row in (shared, alone)]
+        found.append({"shared": shared, "alone": alone, "seeds": seeds,
+                      "difference": compare_samples(*pick, confidence, seed)})
+    return found
+
+
+def adjust_family(rows: list[dict[str, Any]], cost_rows: list[dict[str, Any]]) -> int:
+    """Holm over every test of the ablation: each row against random sampling, against random
+    search at each budget (exact) and against the measured random search, and each cost test.
+    Writes `p_holm` beside each p; returns the family's size."""
+    holders = [test for row in rows for test in (row["vs_random_sampling"], *row["vs_random_search"].values(),
+                                                 row["vs_measured_random_search"]) if test]
+    holders += [cost["difference"] for cost in cost_rows]
+    keys = ["permutation_p" if "permutation_p" in holder else "p" for holder in holders]
+    for holder, key, adjusted in zip(holders, keys, holm([h[k] for h, k in zip(holders, keys, strict=True)]),
+                                     strict=True):
+        holder[f"{key}_holm"] = adjusted
+    return len(holders)
+
+
+def cost_sentences(cost_rows: list[dict[str, Any]], significance: float = 0.05) -> list[str]:
     """One sentence per policy run both ways: what weight sharing cost it, with its uncertainty."""
     sentences = []
-    for shared, alone in twin_rows(rows):
-        difference = compare_samples(shared["values"], alone["values"], resamples, confidence, seed)
-        welch = difference["welch_p"]
-        evidence = ("no evidence of a difference" if welch is None or welch >= significance
-                    else f"evidence of a difference (p < {significance})")
+    for cost in cost_rows:
+        shared, alone, difference = cost["shared"], cost["alone"], cost["difference"]
+        adjusted = difference.get("permutation_p_holm", difference["permutation_p"])
+        evidence = ("no evidence of a difference" if adjusted is None or adjusted >= significance
+                    else f"evidence of a difference (Holm-adjusted p < {significance})")
         name = shared["policy"] if shared["policy"] == alone["policy"] else f"{shared['policy']} / {alone['policy']}"
         sentences.append(
             f"Weight sharing cost **{name}** {number(difference['difference_of_means'])} ground-truth perplexity "
-            f"on its found cells ({confidence:.0%} interval{interval(difference['difference_interval'])}, "
-            f"{p_is(welch, 'Welch p')}: {evidence}); mean ground-truth rank "
-            f"{number(shared['ground_truth_rank']['mean'])} with it ({shared['runs']} seeds) and "
-            f"{number(alone['ground_truth_rank']['mean'])} without ({alone['runs']} seeds); P(beats random "
-            f"sampling) {chance(shared['vs_random_sampling'])} with it and {chance(alone['vs_random_sampling'])} "
-            f"without.")
+            f"on its found cells over the {len(cost['seeds'])} search seeds run both ways (Welch interval"
+            f"{interval(difference['difference_interval']) or ' n/a'}, "
+            f"{p_is(difference['permutation_p'], 'permutation p')}"
+            f", Holm {p_value(adjusted)}: {evidence}); P(beats random sampling) {chance(shared['vs_random_sampling'])} "
+            f"with it ({shared['runs']} seeds) and {chance(alone['vs_random_sampling'])} without "
+            f"({alone['runs']} seeds).")
     return sentences
 
 
-def chance(against: dict[str, Any] | None) -> str:
-    return "n/a" if against is None else f"{against['probability']:.2f}{interval(against['interval'], 2)}"
+def search_chance(row: dict[str, Any], budget: int) -> str:
+    test = row["vs_random_search"].get(budget)
+    return "n/a" if test is None else f"{chance(test)}, p {p_value(test.get('p_holm'))}"
 
 
 def ablation_markdown(rows: list[dict[str, Any]]) -> str:
+    """The table; P columns are exact against the ground truth of all cells, with Holm-adjusted p."""
+    budgets = sorted({b for r in rows for b in r["vs_random_search"]})
     return markdown_table(
-        ["policy", "evaluator", "experiments", "runs", "ground-truth rank", "regret", "found best",
-         "P(beats random sampling)", "P(beats random search)"],
-        [[r["policy"], r["evaluator"], r["experiments"], r["runs"], mean_std(r["ground_truth_rank"]),
-          mean_std(r["regret"]), r["found_best"], chance(r["vs_random_sampling"]), chance(r["vs_random_search"])]
+        ["policy", "evaluator", "experiments", "runs", "cells trained", "supernet trainings", "ground-truth rank",
+         "regret", "found best", "P(beats random sampling)",
+         *(f"P(beats random search, budget {b})" for b in budgets), "vs measured random search, same budget"],
+        [[r["label"], r["evaluator"], r["experiments"], r["runs"], number(r["cells_trained"]), r["supernet_trainings"],
+          mean_std(r["ground_truth_rank"]), mean_std(r["regret"]), r["found_best"],
+          "n/a" if r["vs_random_sampling"] is None else
+          f"{chance(r['vs_random_sampling'])}, p {p_value(r['vs_random_sampling'].get('p_holm'))}",
+          *(search_chance(r, b) for b in budgets),
+          "n/a" if r["vs_measured_random_search"] is None else
+          f"{chance(r['vs_measured_random_search'])}, p {p_value(r['vs_measured_random_search'].get('p_holm'))}"]
          for r in rows])
 
 
-CSV_COLUMNS = ["policy", "evaluator", "experiments", "runs", "ground_truth_rank_mean", "ground_truth_rank_std",
-               "regret_mean", "found_best", "p_beats_random_sampling", "p_beats_random_sampling_low",
-               "p_beats_random_sampling_high", "p_beats_random_search", "p_beats_random_search_low",
-               "p_beats_random_search_high", "ground_truth"]
+CSV_COLUMNS = ["policy", "evaluator", "budget", "experiments", "runs", "cells_trained", "supernet_trainings",
+               "ground_truth_rank_mean", "ground_truth_rank_std", "regret_mean", "found_best",
+               "p_beats_random_sampling", "p_beats_random_sampling_low", "p_beats_random_sampling_high",
+               "p_value_vs_random_sampling", "p_holm_vs_random_sampling", "ground_truth"]
 
 
 def ablation_csv_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     flat = []
     for r in rows:
-        row = {"policy": r["policy"], "evaluator": r["evaluator"], "experiments": r["experiments"], "runs": r["runs"],
-               "ground_truth_rank_mean": r["ground_truth_rank"]["mean"],
-               "ground_truth_rank_std": r["ground_truth_rank"]["std"], "regret_mean": r["regret"]["mean"],
-               "found_best": r["found_best"], "ground_truth": r["ground_truth"]}
-        for reference in ("random_sampling", "random_search"):
-            against = r[f"vs_{reference}"] or {"probability": None, "interval": [None, None]}
-            row |= {f"p_beats_{reference}": against["probability"], f"p_beats_{reference}_low": against["interval"][0],
-                    f"p_beats_{reference}_high": against["interval"][1]}
-        flat.append(row)
+        against = r["vs_random_sampling"] or {"probability": None, "interval": [None, None], "p": None}
+        flat.append({
+            "policy": r["policy"], "evaluator": r["evaluator"], "budget": r["budget"], "experiments": r["experiments"],
+            "runs": r["runs"], "cells_trained": r["cells_trained"], "supernet_trainings": r["supernet_trainings"],
+            "ground_truth_rank_mean": r["ground_truth_rank"]["mean"],
+            "ground_truth_rank_std": r["ground_truth_rank"]["std"], "regret_mean": r["regret"]["mean"],
+            "found_best": r["found_best"], "p_beats_random_sampling": against["probability"],
+            "p_beats_random_sampling_low": against["interval"][0],
+            "p_beats_random_sampling_high": against["interval"][1], "p_value_vs_random_sampling": against["p"],
+            "p_holm_vs_random_sampling": against.get("p_holm"), "ground_truth": r["ground_truth"]})
     return flat

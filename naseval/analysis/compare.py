@@ -10,10 +10,11 @@ import json
 from typing import Any
 
 from naseval.analysis.report import finished, markdown_table, number, p_value
+from naseval.analysis.statistics import holm
 
 TABLE_COLUMNS = ["policy", "evaluator", "experiments", "runs_ok", "runs", "test_ppl_mean", "test_ppl_std",
-                 "test_ppl_best", "ground_truth_valid_ppl_mean", "baseline", "judged_on", "welch_p", "mann_whitney_p",
-                 "probability_of_beating_baseline", "ground_truth_rank_mean"]
+                 "test_ppl_best", "ground_truth_valid_ppl_mean", "baseline", "judged_on", "permutation_p", "p_holm",
+                 "mann_whitney_p", "probability_of_beating_baseline", "ground_truth_rank_mean"]
 
 
 def experiment_summaries(exp_show: list[dict[str, Any]], metrics_file: str) -> list[tuple[str, dict[str, Any]]]:
@@ -58,7 +59,7 @@ def policy_row(label: str, summary: dict[str, Any], policy: str) -> dict[str, An
         "ground_truth_valid_ppl_mean": (stats.get("ground_truth_valid_ppl") or {}).get("mean"),
         "baseline": comparison.get("baseline") if against else None,
         "judged_on": comparison.get("verdict_metric") if against else None,
-        "welch_p": against.get("welch_p"),
+        "permutation_p": against.get("permutation_p"),
         "mann_whitney_p": against.get("mann_whitney_p"),
         "probability_of_beating_baseline": against.get("probability_of_beating_baseline"),
         "ground_truth_rank_mean": (stats.get("ground_truth_rank") or {}).get("mean"),
@@ -77,17 +78,21 @@ def table_one(summaries: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any
                 rows[key]["experiments"] += f", {label}"
             else:
                 rows[key] = row
-    return sorted(rows.values(), key=lambda row: (row["policy"], row["baseline"] is None, row["experiments"]))
+    ordered = sorted(rows.values(), key=lambda row: (row["policy"], row["baseline"] is None, row["experiments"]))
+    for row, adjusted in zip(ordered, holm([row["permutation_p"] for row in ordered]), strict=True):
+        row["p_holm"] = adjusted  # Table 1's verdicts are one family
+    return ordered
 
 
 def table_markdown(rows: list[dict[str, Any]]) -> str:
     return markdown_table(
         ["policy", "evaluator", "experiments", "runs ok", "test ppl (mean ± std)", "best", "ground-truth ppl", "vs",
-         "judged on", "Welch p", "Mann-Whitney p", "P(beats baseline)", "ground-truth rank"],
+         "judged on", "permutation p", "Holm p", "Mann-Whitney p", "P(beats baseline)", "ground-truth rank"],
         [[row["policy"], row["evaluator"] or "", row["experiments"], f"{row['runs_ok']}/{row['runs']}",
           f"{number(row['test_ppl_mean'])} ± {number(row['test_ppl_std'])}", number(row["test_ppl_best"]),
           number(row["ground_truth_valid_ppl_mean"]), row["baseline"] or "", row["judged_on"] or "",
-          p_value(row["welch_p"]) if row["baseline"] else "",
+          p_value(row["permutation_p"]) if row["baseline"] else "",
+          p_value(row["p_holm"]) if row["baseline"] else "",
           p_value(row["mann_whitney_p"]) if row["baseline"] else "",
           number(row["probability_of_beating_baseline"], 2) if row["baseline"] else "",
           number(row["ground_truth_rank_mean"])]

@@ -131,13 +131,22 @@ def tau_figure(rows: list[dict[str, Any]], ceiling: float | None) -> Figure:
 
 def ablation_figure(rows: list[dict[str, Any]]) -> Figure:
     """Ground-truth rank of each seed's found cell, per policy, with and without weight sharing."""
-    policies = list(dict.fromkeys(row["policy"] for row in rows))
+    budgets: dict[str, set] = {}
+    for row in rows:
+        budgets.setdefault(row["policy"], set()).add(row["budget"])
+
+    def category(row: dict[str, Any]) -> str:  # a policy run at several budgets gets a column per budget
+        if len(budgets[row["policy"]] - {None}) < 2:
+            return row["policy"]
+        return f"{row['policy']}\n(budget {row['budget']})"
+
+    policies = list(dict.fromkeys(category(row) for row in rows))
     figure = Figure(figsize=(1.8 + 1.5 * len(policies), 4))
     ax = figure.subplots()
     styles = {"shared_weights": ("o", "C0", -0.15), "oracle": ("s", "C1", 0.15), "none": ("^", "0.4", 0.0)}
     for row in rows:
         marker, color, shift = styles.get(row["evaluator"], styles["none"])
-        x = policies.index(row["policy"]) + shift
+        x = policies.index(category(row)) + shift
         jitter = np.linspace(-0.06, 0.06, len(row["ranks"])) if len(row["ranks"]) > 1 else [0.0]
         ax.scatter(x + np.asarray(jitter), row["ranks"], marker=marker, color=color, alpha=0.6, s=22)
         ax.errorbar(x, np.mean(row["ranks"]), fmt="_k", markersize=16)

@@ -24,8 +24,15 @@ from naseval.analysis.ranking import (
     spearman_rho,
     top_k_overlap,
 )
-from naseval.analysis.reliability import cell_intervals, kendall_tau_interval, reliability, seed_matrix
-from naseval.analysis.statistics import compare_samples, summary_statistics
+from naseval.analysis.references import against_reference, position
+from naseval.analysis.reliability import (
+    cell_intervals,
+    kendall_tau_interval,
+    kendall_tau_interval_seeds_only,
+    reliability,
+    seed_matrix,
+)
+from naseval.analysis.statistics import compare_samples, holm, summary_statistics
 from naseval.analysis.validity import by_function, cells_not_learned, fidelity, published_ranks, validity
 from naseval.core.errors import NasevalError
 from naseval.core.params import require
@@ -35,6 +42,7 @@ from naseval.core.space import SearchSpace
 
 TRACE_COLUMNS = ["run", *TRACE_FIELDS]  # of the search traces' plot rows
 TAU_COLUMNS = ["run", "ranking", "epoch", "kendall_tau"]  # of the tau-over-training plot rows
+RANDOM_SAMPLING = "random"  # the policy that draws one cell uniformly: the exact reference itself
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ class Experiment:
 class AnalysisConfig:
     """params.yaml `analysis`: how much evidence the report asks for before it states a finding."""
 
-    confidence: float = 0.95  # of the bootstrap interval on the difference of mean perplexities
+    confidence: float = 0.95  # of every interval
     significance: float = 0.05  # p-values below it count as evidence of a difference
     bootstrap_resamples: int = 10_000
     bootstrap_seed: int = 0
@@ -158,8 +166,9 @@ def finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def summarize_policy(runs: list[RunRecord], truth: Scores | None) -> dict[str, Any]:
-    """Statistics over the runs that finished; the failed ones are listed apart."""
+def summarize_policy(runs: list[RunRecord], truth: Scores | None, confidence: float) -> dict[str, Any]:
+    """Statistics over the runs that finished, and where their found cells sit against random
+    sampling, exactly (`references`); the failed ones are listed apart."""
     finished = [r for r in runs if r.failure is None]
     summary: dict[str, Any] = {
         "seeds": len(runs),
@@ -188,11 +197,13 @@ def summarize_policy(runs: list[RunRecord], truth: Scores | None) -> dict[str, A
             "ground_truth_rank": summary_statistics([truth_ranks[r.cell_id] for r in known]),
             "regret": summary_statistics([truth[r.cell_id] - best for r in known]),
             "found_best_cell": sum(truth_ranks[r.cell_id] == 1 for r in known),
+            "vs_random_sampling": against_reference([position(truth[r.cell_id], truth.values()) for r in known],
+                                                    len(truth), 1, confidence),
         }
     ranked = [r for r in runs if r.rankings]
     names = sorted({name for r in ranked for name in r.rankings})
     if names:
-        summary["weight_sharing"] = {name: ranking_summary([r.rankings[name] for r in ranked
+        summary["weight_sharing"] = {name: ranking_summary([judged(r.rankings[name], truth) for r in ranked
                                                              if name in r.rankings], truth) for name in names}
     return summary
 
@@ -231,27 +242,42 @@ def run_summary(run: RunRecord, truth: Scores | None) -> dict[str, Any]:
         "valid_ppl": run.valid_ppl,
     }
     if truth and run.cell_id in truth:
+        worse, tied = position(truth[run.cell_id], truth.values())
         summary |= {"ground_truth_valid_ppl": truth[run.cell_id], "ground_truth_rank": ranks(truth)[run.cell_id],
-                    "regret": truth[run.cell_id] - min(truth.values())}
+                    "regret": truth[run.cell_id] - min(truth.values()),
+                    "ground_truth_cells_worse": worse, "ground_truth_cells_tied": tied}
     return summary
 
 
+def judged(scores: Scores, truth: Scores | None) -> Scores:
+    """A ranking's cells that the ground truth judges (not those whose training diverged)."""
+    return scores if not truth else {cell: score for cell, score in scores.items() if cell in truth}
+
+
 def agreement(scores: Scores, truth: GroundTruth, config: AnalysisConfig, rng: np.random.Generator,
-              space: SearchSpace | None = None) -> dict[str, Any]:
-    """How well one weight-sharing ranking matches the ground-truth mean, matched by cell id; the
-    interval resamples cells and ground-truth seeds (`reliability.kendall_tau_interval`). With the
-    `space`, tau also over its distinct functions (`validity.by_function`)."""
+              space: SearchSpace | None = None, ceiling: float | None = None) -> dict[str, Any]:
+    """How well one weight-sharing ranking matches the ground-truth mean, over the cells the
+    ground truth judges, matched by cell id. Two intervals (`reliability.kendall_tau_interval`):
+    resampling cells and ground-truth seeds (the tau of a population of cells like these), and
+    the seeds only (that of these cells). Given the ground truth's `ceiling`, tau over it (tau
+    corrected for ground-truth noise). With the `space`, tau also over its distinct functions."""
     mean, top_k = truth.mean, config.top_k
-    interval = (kendall_tau_interval(scores, truth.per_seed, config.bootstrap_resamples, config.confidence, rng)
-                if len(truth.valid_ppl) > 1 else None)
+    scores = judged(scores, mean)
+    intervals = {}
+    if len(truth.valid_ppl) > 1:
+        intervals = {name: method(scores, truth.per_seed, config.bootstrap_resamples, config.confidence, rng)
+                     for name, method in (("kendall_tau_interval", kendall_tau_interval),
+                                          ("kendall_tau_interval_seeds_only", kendall_tau_interval_seeds_only))}
     distinct = {}
     if space is not None:
         classes = space.function_classes()
         distinct = {"kendall_tau_distinct_functions": finite(kendall_tau(by_function(scores, classes),
                                                                          by_function(mean, classes)))}
+    tau = finite(kendall_tau(scores, mean))
     return {
-        "kendall_tau": finite(kendall_tau(scores, mean)),
-        "kendall_tau_interval": interval,
+        "kendall_tau": tau,
+        **intervals,
+        "kendall_tau_over_ceiling": None if tau is None or not ceiling else tau / ceiling,
         **distinct,
         "kendall_tau_p": finite(kendall_tau_p(scores, mean)),
         "spearman_rho": finite(spearman_rho(scores, mean)),
@@ -276,8 +302,7 @@ def compare_policy(runs: list[RunRecord], experiment: Experiment, truth: Scores 
         samples = [[value(r) for r in finished if r.policy == p and value(r) is not None]
                    for p in (experiment.policy, experiment.baseline)]
         if all(samples):
-            comparison[metric] = compare_samples(*samples, config.bootstrap_resamples, config.confidence,
-                                                 config.bootstrap_seed)
+            comparison[metric] = compare_samples(*samples, config.confidence, config.bootstrap_seed)
     verdict_metric = next((m for m in ("ground_truth_valid_ppl", "test_ppl") if m in comparison), None)
     return comparison | {"verdict_metric": verdict_metric} if verdict_metric else None
 
@@ -300,8 +325,10 @@ def ground_truth_summary(truth: GroundTruth, config: AnalysisConfig, space: Sear
                                    config.bootstrap_seed),
         "min_ceiling_tau": config.min_ceiling_tau,
     }
-    if len(truth.valid_ppl) > 1:  # how far one retrain of a cell scatters: the per-cell std over seeds
-        summary["retrain_noise_sd"] = float(np.mean(cell_intervals(truth.results[1], config.confidence)["std"]))
+    if len(truth.valid_ppl) > 1:  # how far one retrain of a cell scatters: the per-cell std over seeds, pooled
+        # (the root of the mean variance: a mean of stds would be pulled down by quiet cells on a plateau)
+        stds = cell_intervals(truth.results[1], config.confidence)["std"]
+        summary["retrain_noise_sd"] = float(np.sqrt(np.mean(stds ** 2)))
     if reference_ppl is not None:
         unigram = reference_ppl["unigram"]["valid"]
         not_learned = cells_not_learned(truth.valid_ppl, unigram)
@@ -382,6 +409,27 @@ def seeds_that_judge_and_answer(runs: list[RunRecord], ground_truth: GroundTruth
     return {"judging": judging, "oracle": answering}
 
 
+def adjust_family(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's family of verdicts, each test once: the policy against the baseline, each
+    policy's found cells against random sampling, each weight-sharing ranking's tau against 0.
+    Holm's adjustment over them is written beside each raw p (`<name>_holm`) and listed."""
+    tests: list[tuple[str, dict[str, Any], str]] = []  # (finding, where its p is, the p's key)
+    comparison = summary.get("comparison")
+    if comparison:
+        tests.append((f"{comparison['policy']} vs {comparison['baseline']}",
+                      comparison[comparison["verdict_metric"]], "permutation_p"))
+    for policy, stats in summary["policies"].items():
+        if stats.get("vs_random_sampling") and policy != RANDOM_SAMPLING:
+            tests.append((f"{policy} vs random sampling", stats["vs_random_sampling"], "p"))
+    for run, by_name in summary.get("weight_sharing", {}).items():
+        tests += [(f"{run} `{name}`: Kendall tau vs 0", agreement, "kendall_tau_p")
+                  for name, agreement in by_name.items()]
+    adjusted = holm([holder[key] for _, holder, key in tests])
+    for (_, holder, key), p_holm in zip(tests, adjusted, strict=True):
+        holder[f"{key}_holm"] = p_holm
+    return [{"finding": finding, "p": holder[key], "p_holm": holder[f"{key}_holm"]} for finding, holder, key in tests]
+
+
 def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment: Experiment,
             config: AnalysisConfig = AnalysisConfig(), space: SearchSpace | None = None,
             reference_ppl: dict[str, dict[str, float]] | None = None) -> Analysis:
@@ -393,7 +441,8 @@ def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment:
         "experiment": {"policy": experiment.policy, "baseline": experiment.baseline,
                        "seeds": list(experiment.seeds), "cell_output": output_rule(runs, ground_truth),
                        "ground_truth_seeds": seeds_that_judge_and_answer(runs, ground_truth)},
-        "policies": {p: summarize_policy([r for r in runs if r.policy == p], truth) for p in experiment.policies},
+        "policies": {p: summarize_policy([r for r in runs if r.policy == p], truth, config.confidence)
+                     for p in experiment.policies},
     }
     comparison = compare_policy(runs, experiment, truth, config)
     if comparison:
@@ -401,11 +450,14 @@ def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment:
     summary["runs"] = {r.name: run_summary(r, truth) for r in runs}
     if truth:
         summary["ground_truth"] = ground_truth_summary(ground_truth, config, space, reference_ppl)
+        ceiling = (summary["ground_truth"]["reliability"] or {}).get("ceiling_tau")
         rng = np.random.default_rng(config.bootstrap_seed)
         summary["weight_sharing"] = {
-            r.name: {name: agreement(scores, ground_truth, config, rng, space) for name, scores in r.rankings.items()}
+            r.name: {name: agreement(scores, ground_truth, config, rng, space, ceiling)
+                     for name, scores in r.rankings.items()}
             for r in runs if r.rankings
         }
+    summary["family"] = adjust_family(summary)
     final_ppl = [
         {"policy": r.policy, "seed": r.seed, "cell_id": r.cell_id, "genotype": r.genotype, "valid_ppl": r.valid_ppl,
          "test_ppl": r.test_ppl}
