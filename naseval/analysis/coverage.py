@@ -35,6 +35,21 @@ from naseval.analysis.statistics import (
 )
 from naseval.analysis.synthetic import CELLS, POPULATIONS, Space
 
+# Methods whose measured calibration (`bench/coverage.py`, 1000 cases a row) is more than 0.02 off
+# nominal somewhere at these sample sizes: "narrow" (too little coverage), "wide" (too much), or
+# "conservative" (a test rejecting less often than alpha), and where. The report says so.
+MISCALIBRATED = {
+    "Kendall tau, seeds only bootstrap": ("narrow", "with 3 ground-truth seeds a cell's noise is underestimated"),
+    "Kendall tau, cells and seeds bootstrap": ("wide", "it estimates a population of cells; for the cells at hand "
+                                                       "it is wide, if narrow where seeds agree little"),
+    "cell t interval": ("narrow", "where cells sometimes escape a plateau (bimodal noise)"),
+    "ceiling tau, cell bootstrap": ("wide", "resampling cells, if narrow where noise grows with perplexity"),
+    "leave-one-seed-out tau, cell bootstrap": ("wide", "resampling cells"),
+    "P(beats random, budget 1), exact reference, score interval": ("wide", "the larger of two variances"),
+    "permutation test of the difference of means": ("conservative", "with 4 seeds a side the p-values are few"),
+    "Mann-Whitney, permutation": ("conservative", "below 12 seeds a side the p-values are few"),
+    "exact rank-sum test against random, budget 16": ("conservative", "a discrete sum's tails"),
+}
 CONFIDENCE, ALPHA = 0.95, 0.05
 GROUND_TRUTH_SEEDS = 3  # the default's
 SHAPES = ("gaussian", "plateau and escape", "heavy-tailed")  # of the found cells' values
@@ -63,7 +78,7 @@ def true_probability(values: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
     return float(p @ below @ q)
 
 
-def two_sample(cases: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+def two_sample(cases: int, rng: np.random.Generator, tests: bool = True) -> Iterator[dict[str, Any]]:
     """The policy-vs-baseline statistics: P(beats) and difference intervals, permutation and
     Mann-Whitney tests. Coverage: guided vs uniform, best of 16 vs guided, alternately; false
     positives: uniform vs uniform, best of 16 vs best of 16."""
@@ -84,12 +99,13 @@ def two_sample(cases: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]
                 truth = values @ kinds[first] - values @ kinds[second]
                 covered["difference of means, Welch t interval"] += bounds is not None and (
                     bounds[0] <= truth <= bounds[1])
+                if not tests:
+                    continue
                 null = ("uniform", "best of 16")[case % 2]
                 a, b = (list(values[rng.choice(CELLS, size, p=kinds[null])]) for size in (n, m))
                 rejected["permutation test of the difference of means"] += (permutation_p(a, b, case) or 1) < ALPHA
                 rejected["Mann-Whitney, permutation"] += (mann_whitney_p(a, b, case) or 1) < ALPHA
-            size = f"{n} vs {m}"
-            yield from rows(covered, rejected, size, shape, cases)
+            yield from rows(covered, rejected if tests else {}, f"{n} vs {m}", shape, cases)
 
 
 def references(cases: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
