@@ -70,7 +70,8 @@ def compare(
         sections += [f"Found cells by ground truth, with and without weight sharing. P(beats …) is exact against "
                      f"the ground truth of every cell, with its {config.confidence:.0%} score interval; the measured "
                      f"random search is the experiment at the row's budget; p: Holm-adjusted over the table's and "
-                     f"the sentences' {tests} tests.", ablation_markdown(ablation),
+                     f"the sentences' {tests} tests. Rows without weight sharing are conditional on the one oracle "
+                     f"table they answered from.", ablation_markdown(ablation),
                      *(f"- {sentence}" for sentence in cost_sentences(cost_rows, config.significance))]
     text = "\n\n".join(sections)
     typer.echo(text)

@@ -4,6 +4,7 @@ import pytest
 from scipy import stats
 
 from naseval.analysis.inputs import read_trace
+from naseval.analysis.report import evaluator_findings
 from naseval.analysis.summary import AnalysisConfig, Experiment, GroundTruth, RunRecord, analyze
 from naseval.core.errors import NasevalError
 
@@ -201,6 +202,8 @@ def test_the_summary_names_each_policys_evaluator_and_the_seeds_that_judged_and_
     assert comparison["probability_of_beating_baseline"] == 1.0  # ranks 1, 2 against 3, 4
     low, high = comparison["probability_interval"]
     assert 0.5 < low < high == 1.0  # a sample of 2 that beat every pair is not proof of certainty
+    findings = " ".join(evaluator_findings(summary))
+    assert "conditional on this one table of 2 oracle seeds" in findings
 
 
 def test_an_oracle_that_answered_from_a_judging_seed_is_refused():

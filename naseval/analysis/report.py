@@ -129,7 +129,9 @@ def evaluator_findings(summary: dict[str, Any]) -> list[str]:
                 f"answered with its result trained from scratch under one of the held-out ground-truth seeds "
                 f"{', '.join(map(str, oracle['seeds']))}, drawn per cell with the search seed; the analysis judges "
                 f"with seeds {', '.join(map(str, judging)) or 'none'}. It trained {mean_std(oracle['cells_trained'])} "
-                f"cells of its budget of {oracle['budget']} per seed, asking {mean_std(oracle['queries'])} times.")
+                f"cells of its budget of {oracle['budget']} per seed, asking {mean_std(oracle['queries'])} times. "
+                f"Its results are conditional on this one table of {len(oracle['seeds'])} oracle seeds: its search "
+                f"seeds share the table's noise, and retraining those seeds would move them.")
     return findings
 
 
