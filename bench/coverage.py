@@ -30,7 +30,8 @@ def measured(row: dict) -> float:
 
 def mark(row: dict) -> str:
     """The measured value, with † where it is more than TOLERANCE from nominal."""
-    return f"{measured(row):.3f}{'' if abs(measured(row) - row['nominal']) <= TOLERANCE else ' †'}"
+    value = round(measured(row), 3)
+    return f"{value:.3f}{'' if round(abs(value - row['nominal']), 3) <= TOLERANCE else ' †'}"
 
 
 def main() -> None:

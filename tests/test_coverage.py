@@ -46,4 +46,4 @@ def test_ground_truth_intervals_cover_or_are_named_as_off():
 def test_the_report_names_every_method_it_calls_off():
     note = calibration_note()
     assert all(method in note for method in MISCALIBRATED)
-    assert "Welch's interval are within 0.02 of nominal" in note
+    assert "the exact test against random sampling are within 0.02 of nominal" in note

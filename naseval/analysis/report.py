@@ -381,8 +381,8 @@ def calibration_note() -> str:
     off = "; ".join(f"{method} ({'a test, ' if kind == 'conservative' else ''}{kind}: {where})"
                     for method, (kind, where) in MISCALIBRATED.items())
     return ("Calibration, measured on synthetic ground truths at these sample sizes (`python bench/coverage.py`, "
-            "docs/statistics.md): the P(beats) score interval between two policies and Welch's interval are within "
-            f"0.02 of nominal; these are not: {off}.")
+            "docs/statistics.md): the P(beats) score interval between two policies and the exact test against random "
+            f"sampling are within 0.02 of nominal; these are not: {off}.")
 
 
 def ground_truth_table(analysis: Analysis, confidence: float, best: int = 5) -> str:
