@@ -186,3 +186,10 @@ def test_a_tau_whose_interval_contains_the_ceiling_is_not_called_below_it():
     agreement = result.summary["weight_sharing"]["enas/0"]["shared_weights_valid_ppl"]
     ceiling = result.summary["ground_truth"]["reliability"]["ceiling_tau"]
     assert agreement["kendall_tau_over_ceiling"] == pytest.approx(agreement["kendall_tau"] / ceiling)
+
+
+def test_a_ground_truth_whose_seeds_tie_every_cell_has_no_ceiling_to_read():
+    flat = GroundTruth({0: {c: 60.0 for c in range(4)}, 1: {c: 61.0 for c in range(4)}})
+    text = report(flat)
+    assert "Ground-truth reliability (2 seeds) is undefined: no two cells are ranked apart by its seeds." in text
+    assert "nan" not in text.lower()

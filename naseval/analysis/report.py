@@ -253,8 +253,8 @@ def ground_truth_findings(summary: dict[str, Any]) -> list[str]:
 
 def weight_sharing_findings(analysis: Analysis, config: AnalysisConfig) -> list[str]:
     summary = analysis.summary
-    reliability = summary.get("ground_truth", {}).get("reliability") or {}
-    ceiling = reliability.get("ceiling_tau")
+    ceiling = (summary.get("ground_truth", {}).get("reliability") or {}).get("ceiling_tau")
+    ceiling = ceiling if ceiling is not None and math.isfinite(ceiling) else None  # undefined: nothing to read
     per_run = summary.get("weight_sharing", {})
     findings = []
     for policy, stats in summary["policies"].items():

@@ -450,7 +450,7 @@ def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment:
     summary["runs"] = {r.name: run_summary(r, truth) for r in runs}
     if truth:
         summary["ground_truth"] = ground_truth_summary(ground_truth, config, space, reference_ppl)
-        ceiling = (summary["ground_truth"]["reliability"] or {}).get("ceiling_tau")
+        ceiling = finite((summary["ground_truth"]["reliability"] or {}).get("ceiling_tau", math.nan))
         rng = np.random.default_rng(config.bootstrap_seed)
         summary["weight_sharing"] = {
             r.name: {name: agreement(scores, ground_truth, config, rng, space, ceiling)
