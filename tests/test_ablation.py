@@ -116,4 +116,4 @@ def test_random_ws_is_paired_with_random_search():
     rows = ablation_rows(collect([("workspace", summary("random_ws", "shared_weights", (3, 9, 14, 20))),
                                   SUMMARIES[2]]))
     [cost] = costs(rows)
-    assert cost_sentences([cost])[0].startswith("Weight sharing cost **random_ws / random_search** ")
+    assert cost_sentences([cost])[0].startswith("Weight sharing cost **random_ws / random_search (budget 16)** ")

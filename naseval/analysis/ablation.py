@@ -120,7 +120,9 @@ def ablation_rows(results: list[Result], confidence: float = 0.95, seed: int = 0
             "vs_measured_random_search": measured(result, searches.get(result.budget), confidence, seed),
             "values": result.values("ground_truth_valid_ppl"), "ranks": ranks,
         })
-    return rows
+    order = {"none": 0, "shared_weights": 1, "oracle": 2}  # the references, with weight sharing, without
+    return sorted(rows, key=lambda r: (r["ground_truth"] != rows[0]["ground_truth"], order.get(r["evaluator"], 3),
+                                       r["policy"] != RANDOM_SEARCH, r["policy"], r["budget"] or 0))
 
 
 def twin_rows(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -169,7 +171,7 @@ def cost_sentences(cost_rows: list[dict[str, Any]], significance: float = 0.05) 
         adjusted = difference.get("permutation_p_holm", difference["permutation_p"])
         evidence = ("no evidence of a difference" if adjusted is None or adjusted >= significance
                     else f"evidence of a difference (Holm-adjusted p < {significance})")
-        name = shared["policy"] if shared["policy"] == alone["policy"] else f"{shared['policy']} / {alone['policy']}"
+        name = shared["label"] if shared["policy"] == alone["policy"] else f"{shared['label']} / {alone['label']}"
         sentences.append(
             f"Weight sharing cost **{name}** {number(difference['difference_of_means'])} ground-truth perplexity "
             f"on its found cells over the {len(cost['seeds'])} search seeds run both ways (Welch interval"
