@@ -9,9 +9,9 @@ search at that budget can do, so a policy beating it beats any noisier random se
 For each found cell x and budget B: P(x beats the best of B random cells), ties counting half
 (B = 1: random sampling; this is the found cell's quantile among all cells). A policy's
 probability is the mean over its seeds, with a score interval over seeds (the per-seed variance
-the larger of Newcombe's model's and the seeds' own), and it is tested
-exactly against "no different from the reference": under that hypothesis each seed's found
-cell has the reference's rank distribution, so the sum of ranks has their convolution.
+the larger of Newcombe's model's and the seeds' own), and it is tested exactly against "no
+different from the reference": under that hypothesis each seed's found cell has the reference's
+rank distribution, so the sum of ranks has their convolution.
 """
 
 from __future__ import annotations
