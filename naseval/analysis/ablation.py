@@ -22,7 +22,14 @@ from typing import Any
 
 from naseval.analysis.references import against_reference
 from naseval.analysis.report import chance, interval, markdown_table, mean_std, number, p_is, p_value
-from naseval.analysis.statistics import compare_samples, holm, summary_statistics
+from naseval.analysis.statistics import (
+    compare_samples,
+    holm_beside,
+    permutation_p,
+    probability_interval,
+    probability_of_beating,
+    summary_statistics,
+)
 from naseval.analysis.summary import RANDOM_SAMPLING
 
 RANDOM_SEARCH = "random_search"  # the reference at equal budget
@@ -95,10 +102,10 @@ def measured(result: Result, against: Result | None, confidence: float, seed: in
     score interval, and the permutation test of the difference of found cells' ground truths."""
     if against is None or against is result or not result.runs or not against.runs:
         return None
-    stats = compare_samples(result.values("ground_truth_valid_ppl"), against.values("ground_truth_valid_ppl"),
-                            confidence, seed)
-    return {"probability": stats["probability_of_beating_baseline"], "interval": stats["probability_interval"],
-            "p": stats["permutation_p"], "against": against.label, "against_runs": len(against.runs)}
+    ours, theirs = result.values("ground_truth_valid_ppl"), against.values("ground_truth_valid_ppl")
+    return {"probability": probability_of_beating(ours, theirs),
+            "interval": probability_interval(ours, theirs, confidence), "p": permutation_p(ours, theirs, seed),
+            "against": against.label, "against_runs": len(against.runs)}
 
 
 def ablation_rows(results: list[Result], confidence: float = 0.95, seed: int = 0) -> list[dict[str, Any]]:
@@ -153,14 +160,11 @@ def adjust_family(rows: list[dict[str, Any]], cost_rows: list[dict[str, Any]]) -
     """Holm over every test of the ablation: each row against random sampling, against random
     search at each budget (exact) and against the measured random search, and each cost test.
     Writes `p_holm` beside each p; returns the family's size."""
-    holders = [test for row in rows for test in (row["vs_random_sampling"], *row["vs_random_search"].values(),
-                                                 row["vs_measured_random_search"]) if test]
-    holders += [cost["difference"] for cost in cost_rows]
-    keys = ["permutation_p" if "permutation_p" in holder else "p" for holder in holders]
-    for holder, key, adjusted in zip(holders, keys, holm([h[k] for h, k in zip(holders, keys, strict=True)]),
-                                     strict=True):
-        holder[f"{key}_holm"] = adjusted
-    return len(holders)
+    tests = [(test, "p") for row in rows for test in (row["vs_random_sampling"], *row["vs_random_search"].values(),
+                                                      row["vs_measured_random_search"]) if test]
+    tests += [(cost["difference"], "permutation_p") for cost in cost_rows]
+    holm_beside(tests)
+    return len(tests)
 
 
 def cost_sentences(cost_rows: list[dict[str, Any]], significance: float = 0.05) -> list[str]:

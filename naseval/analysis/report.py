@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 from naseval.analysis.coverage import MISCALIBRATED
-from naseval.analysis.summary import Analysis, AnalysisConfig
+from naseval.analysis.summary import RANDOM_SAMPLING, Analysis, AnalysisConfig
 
 
 def number(value: float | None, digits: int = 1) -> str:
@@ -99,7 +99,7 @@ def reference_findings(summary: dict[str, Any]) -> list[str]:
                     f"**{policy}** finds a cell better than a uniformly drawn one with probability "
                     f"{chance(against)} (its found cells' quantiles "
                     f"{', '.join(f'{q:.2f}' for q in against['per_seed'])})")
-        if policy != "random":
+        if policy != RANDOM_SAMPLING:
             sentence += f"; exact test of no difference: {p_is(against['p'])}, Holm {p_value(against.get('p_holm'))}"
         findings.append(sentence + ".")
     return findings

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy import optimize, stats
@@ -124,6 +125,13 @@ def holm(p_values: list[float | None]) -> list[float | None]:
         running = max(running, min(1.0, (len(tested) - position) * p))
         adjusted[i] = running
     return adjusted
+
+
+def holm_beside(tests: list[tuple[dict[str, Any], str]]) -> None:
+    """Holm over one family, each test given as (where its p is, the p's key): writes the
+    adjusted p beside each raw one, as `<key>_holm`."""
+    for (holder, key), adjusted in zip(tests, holm([holder[key] for holder, key in tests]), strict=True):
+        holder[f"{key}_holm"] = adjusted
 
 
 def compare_samples(policy: list[float], baseline: list[float], confidence: float,

@@ -32,7 +32,7 @@ from naseval.analysis.reliability import (
     reliability,
     seed_matrix,
 )
-from naseval.analysis.statistics import compare_samples, holm, summary_statistics
+from naseval.analysis.statistics import compare_samples, holm_beside, summary_statistics
 from naseval.analysis.validity import by_function, cells_not_learned, fidelity, published_ranks, validity
 from naseval.core.errors import NasevalError
 from naseval.core.params import require
@@ -424,9 +424,7 @@ def adjust_family(summary: dict[str, Any]) -> list[dict[str, Any]]:
     for run, by_name in summary.get("weight_sharing", {}).items():
         tests += [(f"{run} `{name}`: Kendall tau vs 0", agreement, "kendall_tau_p")
                   for name, agreement in by_name.items()]
-    adjusted = holm([holder[key] for _, holder, key in tests])
-    for (_, holder, key), p_holm in zip(tests, adjusted, strict=True):
-        holder[f"{key}_holm"] = p_holm
+    holm_beside([(holder, key) for _, holder, key in tests])
     return [{"finding": finding, "p": holder[key], "p_holm": holder[f"{key}_holm"]} for finding, holder, key in tests]
 
 
