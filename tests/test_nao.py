@@ -133,8 +133,49 @@ def test_search_keeps_the_pool_size_and_its_best_cells(tiny_corpus):
 def test_pool_sizes_are_clamped_to_the_space_with_a_record(tiny_corpus):
     task = SearchTask(SearchSpace(1), tiny_corpus, 0, SMALL_SUPERNET)
     result = NaoPolicy(small_config(rounds=2, seed_cells=1000)).search(task)
-    assert result.details["clamped"] == {"seed_cells": {"asked": 1000, "used": 4}}
-    assert len(result.trace) == 1 and len(result.candidates) == 4
+    clamped = result.details["clamped"]
+    assert clamped["seed_cells"] == {"asked": 1000, "used": 4} and clamped["new_cells"] == {"asked": 300, "used": 0}
+    assert len(result.candidates) == 4
+
+
+def test_a_pool_that_holds_the_whole_space_still_trains_the_child_model_every_round(tiny_corpus):
+    gentle = SupernetConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, eval_batch_size=8,
+                                                                    bptt=10, lr=2.0))
+    task = SearchTask(SearchSpace(1), tiny_corpus, 0, gentle)  # 4 cells: the pool is the space
+    result = NaoPolicy(small_config(rounds=3, seed_cells=1000)).search(task)
+    assert [row["round"] for row in result.trace] == [1, 2, 3]
+    assert [row["epoch"] for row in result.trace] == [1, 2, 3]  # one child epoch a round, each trained
+    assert result.evaluator["cost"] == 3 and result.details["stopped"] == "ran 3 rounds"
+    assert [row["new_cells"] + row["random_cells"] for row in result.trace[:-1]] == [0, 0]
+
+
+def test_a_round_whose_decoder_finds_no_new_cell_adds_its_random_cells_and_goes_on(tiny_corpus, monkeypatch):
+    monkeypatch.setattr("naseval.policies.nao.propose", lambda *args: ([], 30))
+    config = small_config(rounds=3, seed_cells=8, top_cells=4, new_cells=4, random_cells=2)
+    result = NaoPolicy(config).search(SearchTask(SearchSpace(2), tiny_corpus, 0, SMALL_SUPERNET))
+    assert len(result.trace) == 3 and result.evaluator["cost"] == 3
+    assert [(row["new_cells"], row["random_cells"]) for row in result.trace[:-1]] == [(0, 2), (0, 2)]
+    assert [row["pool"] for row in result.trace] == [8, 8, 8]
+
+
+def test_the_encoder_takes_one_step_per_node_on_its_two_tokens_joined():
+    space = SearchSpace(3)
+    epd = EncoderPredictorDecoder(Tokens(space), SMALL_EPD)
+    assert epd.encoder.input_size == 2 * SMALL_EPD.embedding_size
+    assert epd.decoder_embedding.embedding_dim == SMALL_EPD.hidden_size  # the original's: as wide as the state
+    outputs, embedding = epd.encode(epd.tokens.encode(space.sample_distinct(5, np.random.default_rng(0))))
+    assert outputs.shape == (5, space.nodes, SMALL_EPD.hidden_size) and embedding.shape == (5, SMALL_EPD.hidden_size)
+
+
+def test_the_decoder_scores_every_token_but_decodes_only_valid_ones():
+    space = SearchSpace(3)
+    epd = EncoderPredictorDecoder(Tokens(space), SMALL_EPD).eval()
+    cells = space.sample_distinct(20, np.random.default_rng(1))
+    with torch.no_grad():
+        outputs, embedding = epd.encode(epd.tokens.encode(cells))
+        logits, decoded = epd.decode(outputs, embedding)
+    assert torch.isfinite(logits).all()  # the training loss runs over the whole vocabulary, as the original's
+    assert all(epd.tokens.allowed[position, decoded[:, position]].all() for position in range(epd.tokens.length))
 
 
 def test_without_weight_sharing_the_pool_is_scored_by_the_oracle_until_the_budget_is_spent():
@@ -142,12 +183,13 @@ def test_without_weight_sharing_the_pool_is_scored_by_the_oracle_until_the_budge
         return 100.0 + 7 * cell % 32
 
     table = OracleTable({seed: {c: truth(c) + 0.5 * (seed - 3) for c in range(32)} for seed in (3, 4)}, "mean", 32)
-    config = small_config(rounds=4, seed_cells=8, top_cells=4, new_cells=4, random_cells=1, evaluator="oracle",
+    config = small_config(rounds=20, seed_cells=8, top_cells=4, new_cells=4, random_cells=1, evaluator="oracle",
                           budget=14)
     result = NaoPolicy(config).search(SearchTask(SearchSpace(2), None, 2, SMALL_SUPERNET, oracle=table))
     assert result.evaluator["cells_trained"] == 14 and result.trace[0]["pool"] == 8
-    assert [row["new_cells"] + row["random_cells"] for row in result.trace] == [3, 3, 0]  # 8 + 3 + 3 = 14
-    assert result.details["stopped"] == "the oracle's budget of 14 cells was spent after round 3"
+    added = [row["new_cells"] + row["random_cells"] for row in result.trace]
+    assert sum(added) == 6 and added[-1] == 0 and len(result.trace) < 20  # 8 + 6 = 14
+    assert result.details["stopped"] == f"the oracle's budget of 14 cells was spent after round {len(result.trace)}"
     space = SearchSpace(2)
     assert all(c.score - truth(space.to_id(c.genotype)) in (0.0, 0.5) for c in result.candidates)
     assert set(result.rankings) == {"predictor_neg_performance"} and result.ranking_history == []

@@ -10,9 +10,11 @@ cells decode. The pool keeps its size, as the original's (NAO-WS/rnn/train_searc
 round keeps its best cells, drops the worst to make room, and adds the new cells and a few drawn
 at random.
 
-The original's pool holds 1,000 cells, of which it replaces 300 new and 50 random ones a round;
-a small space cannot hold that many, so the counts are clamped to the space (and recorded in
-the result's details), and the loop stops early when no new cell can be found.
+As in the original, every round trains the child model, whatever the pool holds: a round whose
+decoder finds no new cell (or whose pool is already the whole space) adds only its random cells
+and goes on. The original's pool holds 1,000 cells, of which it replaces 300 new and 50 random
+ones a round; a small space cannot hold that many, so the counts are clamped to the space (and
+recorded in the result's details).
 
 Without weight sharing (`evaluator: oracle`) the pool is scored by the cells' results trained
 from scratch; the rounds stop when the oracle's budget of cells is spent.
@@ -45,8 +47,10 @@ VALIDATION_CELLS = 4  # pool cells whose mean validation loss tracks the child m
 class EpdConfig:
     """The encoder-predictor-decoder and its training (NAO's controller)."""
 
-    embedding_size: int = 48
-    hidden_size: int = 96
+    embedding_size: int = 48  # per token; the encoder reads a node's two tokens joined, 2 x 48 = 96 wide
+    hidden_size: int = 96  # encoder and decoder LSTMs, and the decoder's token embedding
+    dropout: float = 0.1  # on the encoder's token embeddings (the original's encoder_dropout)
+    grad_bound: float = 5.0  # gradient-norm clip of each step (the original's max_gradient_norm)
     mlp_layers: int = 4
     mlp_hidden_size: int = 200
     trade_off: float = 0.8  # loss = trade_off * prediction MSE + (1 - trade_off) * reconstruction NLL
@@ -59,6 +63,8 @@ class EpdConfig:
         for key in ("embedding_size", "hidden_size", "mlp_layers", "mlp_hidden_size", "epochs", "batch_size"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         require(0 <= self.trade_off <= 1, "trade_off", self.trade_off, "a number in [0, 1]")
+        require(0 <= self.dropout < 1, "dropout", self.dropout, "a number in [0, 1)")
+        require(self.grad_bound > 0, "grad_bound", self.grad_bound, "a number > 0")
         require(self.lr > 0, "lr", self.lr, "a number > 0")
         require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
 
@@ -118,26 +124,34 @@ class Tokens:
 
 
 class EncoderPredictorDecoder(nn.Module):
+    """The original's shapes (NAO-WS/rnn/encoder, decoder): the encoder embeds each token and takes
+    one LSTM step per node on its two embeddings joined; the decoder embeds its tokens as wide as
+    its hidden state and scores the whole vocabulary, so its training loss runs over every token.
+    Only decoding keeps to the tokens valid at each position."""
+
     def __init__(self, tokens: Tokens, config: EpdConfig):
         super().__init__()
         self.tokens = tokens
         E, H = config.embedding_size, config.hidden_size
         self.encoder_embedding = nn.Embedding(tokens.vocab_size, E)
-        self.encoder = nn.LSTM(E, H, batch_first=True)
+        self.encoder_dropout = nn.Dropout(config.dropout)
+        self.encoder = nn.LSTM(2 * E, H, batch_first=True)
         layers: list[nn.Module] = []
         width = H
         for _ in range(config.mlp_layers):
             layers += [nn.Linear(width, config.mlp_hidden_size), nn.ReLU()]
             width = config.mlp_hidden_size
         self.predictor = nn.Sequential(*layers, nn.Linear(width, 1))
-        self.decoder_embedding = nn.Embedding(tokens.vocab_size, E)
-        self.decoder = nn.LSTMCell(E, H)
+        self.decoder_embedding = nn.Embedding(tokens.vocab_size, H)
+        self.decoder = nn.LSTMCell(H, H)
         self.attention_combine = nn.Linear(2 * H, H)
         self.output = nn.Linear(H, tokens.vocab_size)
 
     def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens (B, L) -> encoder outputs (B, L, H) and the cell's embedding (B, H), unit norm."""
-        outputs, _ = self.encoder(self.encoder_embedding(tokens))
+        """tokens (B, 2N) -> encoder outputs (B, N, H), one per node, and the cell's embedding (B, H),
+        unit norm."""
+        embedded = self.encoder_dropout(self.encoder_embedding(tokens))
+        outputs, _ = self.encoder(embedded.view(tokens.size(0), self.tokens.space.nodes, -1))
         outputs = F.normalize(outputs, dim=-1)
         return outputs, embedding_of(outputs)
 
@@ -147,8 +161,8 @@ class EncoderPredictorDecoder(nn.Module):
 
     def decode(self, outputs: torch.Tensor, embedding: torch.Tensor,
                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, L, V) of each position, restricted to the tokens valid there, and the tokens:
-        `targets` fed back when given (teacher forcing), else the greedy choices."""
+        """Logits (B, L, V) of each position over the whole vocabulary, and the tokens: `targets` fed
+        back when given (teacher forcing), else the greedy choices among the tokens valid there."""
         B = outputs.size(0)
         h, c = embedding, embedding
         previous = torch.full((B,), START, dtype=torch.long, device=outputs.device)
@@ -158,8 +172,8 @@ class EncoderPredictorDecoder(nn.Module):
             weights = torch.softmax(torch.einsum("bh,blh->bl", h, outputs), dim=-1)
             context = torch.einsum("bl,blh->bh", weights, outputs)
             logits = self.output(torch.tanh(self.attention_combine(torch.cat([h, context], dim=-1))))
-            logits = logits.masked_fill(~self.tokens.allowed[position].to(logits.device), float("-inf"))
-            choice = logits.argmax(-1)
+            allowed = self.tokens.allowed[position].to(logits.device)
+            choice = logits.masked_fill(~allowed, float("-inf")).argmax(-1)
             all_logits.append(logits)
             chosen.append(choice)
             previous = targets[:, position] if targets is not None else choice
@@ -194,6 +208,7 @@ def train_epd(epd: EncoderPredictorDecoder, optimizer: torch.optim.Optimizer, ge
             nll = F.cross_entropy(logits.flatten(0, 1), x.flatten())
             optimizer.zero_grad(set_to_none=True)
             (config.trade_off * mse + (1 - config.trade_off) * nll).backward()
+            nn.utils.clip_grad_norm_(epd.parameters(), config.grad_bound)
             optimizer.step()
             mse_sum, nll_sum = mse_sum + mse.item() * len(batch), nll_sum + nll.item() * len(batch)
     return {"epd_mse": mse_sum / len(genotypes), "epd_nll": nll_sum / len(genotypes)}
@@ -298,9 +313,6 @@ class NaoPolicy(SearchPolicy):
             history(round_, epoch=row["epoch"])
             if round_ == config.rounds:
                 break
-            if len(pool) == space.size:
-                stop = f"the pool holds the whole space after round {round_}"
-                break
             budget_left = int(min(space.size, evaluator.remaining))
             if budget_left == 0:
                 stop = f"the oracle's budget of {config.budget} cells was spent after round {round_}"
@@ -312,9 +324,6 @@ class NaoPolicy(SearchPolicy):
             wanted = min(clamped(config.new_cells, space.size - len(pool), "new_cells", clamps), budget_left)
             new, row["step_size"] = propose(epd, top, set(pool), wanted, config.max_step_size)
             row["new_cells"] = len(new)
-            if not new:
-                stop = f"no new cell decoded in round {round_} (step sizes 1..{config.max_step_size})"
-                break
             drawn = random_cells_outside(space, set(pool) | set(new), min(config.random_cells, budget_left - len(new)),
                                          rng)
             row["random_cells"] = len(drawn)
