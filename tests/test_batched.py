@@ -68,6 +68,7 @@ def test_the_fused_decoder_loss_has_the_values_and_gradients_of_logits_and_cross
 
 @pytest.mark.parametrize("supernet", [
     {"sharing": "by_node"}, {"sharing": "by_edge", "output": "loose_ends"}, {"sharing": "by_choice"},
+    {"sharing": "by_edge", "output_norm": True, "hidden_norm_clip": 0.5},  # ENAS's; the clip acts at this size
     {"cell_class": MixedCell, "ops": SPACE.ops, "batch_norm": False},
     {"cell_class": MixedCell, "ops": SPACE.ops, "batch_norm": True},
 ])

@@ -34,12 +34,29 @@ def test_log_probability_of_the_first_op_matches_a_direct_computation():
     config = ControllerConfig(hidden_size=16)
     controller = Controller(SPACE, config)
     with torch.no_grad():
-        h, _ = controller.lstm(controller.start)
+        h, c = controller.lstm(controller.start)
+        h, _ = controller.lstm(h / 1.1, (h, c))  # s0's state fed back, divided by 0.1 + its distance 1 (M's)
         logits = config.tanh_constant * torch.tanh(h @ controller.op_logits.weight.T / config.temperature)
         direct = torch.softmax(logits.view(-1), 0)
     p = probabilities(controller)
     for k, op in enumerate(SPACE.ops):  # marginal of node 0's op over the rest of the cell
         assert sum(v for g, v in p.items() if g[0][0] == op) == pytest.approx(direct[k].item(), abs=1e-6)
+
+
+def test_predecessor_logits_carry_ms_distance_prior():
+    """With attention that scores every state alike (a zero score vector), the predecessor's
+    logits are M's prior alone: -(distance)^2 / 6, node n at distance n + 1 - p from state p."""
+    space = SearchSpace(3)
+    controller = Controller(space, ControllerConfig(hidden_size=16))
+    with torch.no_grad():
+        controller.attention_score.weight.zero_()
+    p = {g: math.exp(controller.score(g).log_prob.item()) for g in space.enumerate()}
+    for node in (1, 2):
+        distance = torch.arange(node + 1, 0, -1, dtype=torch.float)
+        expected = torch.softmax(-distance.square() / 6, 0)
+        marginal = [sum(v for g, v in p.items() if g[node][1] == pred) for pred in range(node + 1)]
+        assert marginal == pytest.approx(expected.tolist(), abs=1e-5)
+    assert marginal[2] > marginal[1] > marginal[0]  # the nearest state is the likeliest
 
 
 def test_sampled_log_probability_and_entropy_are_consistent():
@@ -103,6 +120,7 @@ def test_enas_search_records_its_controller_and_searches_with_the_spaces_output_
     monkeypatch.setattr(evaluators, "build_model_and_data", build)
     result = EnasPolicy(config).search(SearchTask(space, tiny_corpus, 0, supernet))
     assert model["built"].cell.output == cell_output
+    assert model["built"].cell.output_norm is not None and model["built"].cell.hidden_norm_clip == 25.0  # C's
     assert set(result.rankings) == {"shared_weights_valid_ppl", "controller_neg_log_prob"}
     p = {g: math.exp(-s) for g, s in result.rankings["controller_neg_log_prob"].items()}
     assert sum(p.values()) == pytest.approx(1.0, abs=1e-5)
@@ -116,6 +134,41 @@ def test_enas_search_records_its_controller_and_searches_with_the_spaces_output_
         format_genotype(g) for g in SPACE.enumerate()}
 
 
+def test_a_new_controller_phase_restarts_the_baseline_so_its_first_step_has_no_gradient():
+    torch.manual_seed(0)
+    config = ControllerConfig(hidden_size=16)
+    controller = Controller(SPACE, config)
+    reinforce = Reinforce(controller, config)
+    rng = np.random.default_rng(0)
+    reinforce.step(rng, lambda g: 1.0)
+    reinforce.step(rng, lambda g: 2.0)  # above the baseline: a gradient
+    assert any(p.grad.abs().sum() > 0 for p in controller.parameters())
+    reinforce.restart()
+    reward = reinforce.step(rng, lambda g: 5.0)["reward"]
+    assert reinforce.baseline == reward  # the phase's first reward is its baseline: advantage 0
+    assert all(p.grad.abs().sum() == 0 for p in controller.parameters())
+
+
+def test_rewards_carry_the_recurrent_state_and_a_new_phase_starts_from_zero(tiny_corpus):
+    supernet = SupernetConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, bptt=10))
+    evaluator = evaluators.make_evaluator("shared_weights", SPACE, tiny_corpus, supernet, np.random.default_rng(0),
+                                          None, 0, sharing="by_edge")
+    cells = list(SPACE.enumerate())[:3]
+    first = [evaluator.quick_score(g) for g in cells]
+    model, stream = evaluator.model, evaluator.quick_batches
+    stream.restart()
+    hidden = model.init_hidden(8)
+    with torch.no_grad():
+        for g, score in zip(cells, first, strict=True):
+            x, y = stream.next()
+            loss, hidden, _ = model.loss(x, y, hidden, g)
+            assert math.exp(loss.item()) == pytest.approx(score, rel=1e-6)
+    evaluator.restart_quick_scores()
+    assert evaluator.quick_score(cells[2]) != pytest.approx(first[2], rel=1e-6)  # its minibatch and state differ
+    evaluator.restart_quick_scores()
+    assert evaluator.quick_score(cells[0]) == pytest.approx(first[0], rel=1e-6)
+
+
 def test_bad_controller_settings_are_rejected():
     from naseval.core.errors import NasevalError
 
@@ -123,6 +176,8 @@ def test_bad_controller_settings_are_rejected():
         ControllerConfig(baseline_decay=1.0)
     with pytest.raises(NasevalError, match="cell_output"):
         SearchSpace(2, cell_output="sum")
+    with pytest.raises(NasevalError, match="hidden_norm_clip"):
+        EnasConfig(hidden_norm_clip=0.0)
 
 
 def test_rewards_read_validation_batches_as_wide_as_the_training_ones(tiny_corpus, monkeypatch):
@@ -136,7 +191,7 @@ def test_rewards_read_validation_batches_as_wide_as_the_training_ones(tiny_corpu
 
     monkeypatch.setattr(evaluators, "ValidationStream", Recording)
     supernet = SupernetConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, eval_batch_size=4,
-                                                                     bptt=10))
+                                                                     bptt=10, lr=2.0))
     config = EnasConfig(ControllerConfig(hidden_size=16, steps_per_epoch=2), derive_samples=5)
     EnasPolicy(config).search(SearchTask(SPACE, tiny_corpus, 0, supernet))
     assert widths == [8]
@@ -147,7 +202,7 @@ def test_without_weight_sharing_the_controller_concentrates_on_the_best_cell_of_
     table = OracleTable({seed: {c: 40.0 if c == best else 160.0 for c in range(32)} for seed in (3, 4)}, "mean", 32)
     config = EnasConfig(controller=ControllerConfig(hidden_size=16, lr=0.02, steps_per_epoch=50),
                         derive_samples=20, evaluator="oracle", budget=32)
-    supernet = SupernetConfig(train=TrainConfig(epochs=4, threads=1))  # under the oracle: its epochs and threads
+    supernet = SupernetConfig(train=TrainConfig(epochs=6, threads=1))  # under the oracle: its epochs and threads
     for seed in range(3):
         result = EnasPolicy(config).search(SearchTask(SPACE, None, seed, supernet, oracle=table))
         assert SPACE.to_id(result.candidates[0].genotype) == best

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from naseval.core.space import SearchSpace, loose_ends
-from naseval.nn.model import LanguageModel, ModelConfig, RecurrentCell
+from naseval.nn.model import LanguageModel, ModelConfig, RecurrentCell, clip_rows
 
 NO_DROPOUT = ModelConfig(hidden_size=3, dropout=0, dropouth=0, dropoutx=0, dropouti=0, dropoute=0)
 
@@ -131,3 +131,28 @@ def test_model_config_rejects_impossible_values(bad):
 
     with pytest.raises(NasevalError, match=list(bad)[0]):
         ModelConfig(**bad)
+
+
+def test_enas_batch_norm_normalizes_the_cells_output_over_the_batch_and_is_off_by_default():
+    torch.manual_seed(0)
+    genotype = (("tanh", 0), ("relu", 1))
+    inputs, hidden = torch.randn(5, 16, 8), torch.randn(16, 8)
+    plain = RecurrentCell(8, 2, 0.0, 0.0, sharing="by_edge").eval()
+    normed = RecurrentCell(8, 2, 0.0, 0.0, sharing="by_edge", output_norm=True).eval()
+    normed.load_state_dict(plain.state_dict() | {"output_norm.weight": torch.ones(8), "output_norm.bias": torch.zeros(8)})
+    with torch.no_grad():
+        out = normed(inputs, hidden, genotype)
+        raw = plain(inputs, hidden, genotype)
+    assert plain.output_norm is None
+    torch.testing.assert_close(out.mean(dim=1), torch.zeros(5, 8), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.var(dim=1, unbiased=False), torch.ones(5, 8), atol=1e-3, rtol=0)
+    assert raw.var(dim=1, unbiased=False).mean() < 0.5  # without it, the outputs keep their own scale
+
+
+def test_the_hidden_norm_clip_rescales_only_the_rows_above_it_and_carries_no_gradient():
+    hidden = torch.tensor([[3.0, 4.0], [0.3, 0.4]], requires_grad=True)
+    clipped = clip_rows(hidden, 2.5)
+    torch.testing.assert_close(clipped.detach(), torch.tensor([[1.5, 2.0], [0.3, 0.4]]))
+    clipped.sum().backward()
+    torch.testing.assert_close(hidden.grad, torch.tensor([[0.5, 0.5], [1.0, 1.0]]))  # the scale is a constant
+    assert clip_rows(hidden, None) is hidden

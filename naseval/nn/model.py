@@ -75,13 +75,19 @@ class RecurrentCell(nn.Module):
     """
 
     def __init__(self, hidden_size: int, nodes: int, dropoutx: float, dropouth: float,
-                 output: str = "mean", sharing: str = "by_node"):
+                 output: str = "mean", sharing: str = "by_node", output_norm: bool = False,
+                 hidden_norm_clip: float | None = None):
         super().__init__()
         require(output in CELL_OUTPUTS, "cell_output", output, f"one of {', '.join(CELL_OUTPUTS)}")
         require(sharing in SHARING, "sharing", sharing, f"one of {', '.join(SHARING)}")
         self.hidden_size, self.nodes = hidden_size, nodes
         self.dropoutx, self.dropouth = dropoutx, dropouth
         self.output, self.sharing = output, sharing
+        # ENAS's shared model (carpedm20 shared_rnn.py:185-186,353-354): affine batch norm of the
+        # cell's output, here always with the batch's statistics (as C's rewards, computed in train
+        # mode); and each row of the recurrent state rescaled to a norm of at most 25 (:237-260).
+        self.output_norm = nn.BatchNorm1d(hidden_size, track_running_stats=False) if output_norm else None
+        self.hidden_norm_clip = hidden_norm_clip
         counts = [matrices_per_node(sharing, i) for i in range(nodes)]
         self.offsets = [sum(counts[:i]) for i in range(nodes)]  # node i's first matrix in Ws
         r = INIT_RANGE
@@ -119,7 +125,10 @@ class RecurrentCell(nn.Module):
         plan = self.plan(arch)
         outputs = []
         for x_t in x_proj.unbind(0):  # unbind, not x_proj[t]: indexing backward zero-fills (T, B, 2H) per step
+            hidden = clip_rows(hidden, self.hidden_norm_clip)
             hidden = self.step(self.first_state(x_t, hidden, h_mask, W0_h), h_mask, plan)
+            if self.output_norm is not None:
+                hidden = self.output_norm(hidden)
             outputs.append(hidden)
         return torch.stack(outputs)
 
@@ -145,6 +154,15 @@ class RecurrentCell(nn.Module):
             c, h = (masked @ W).chunk(2, dim=-1)
             states.append(s_prev + torch.sigmoid(c) * (activation(h) - s_prev))
         return torch.stack([states[i] for i in outputs]).mean(dim=0)
+
+
+def clip_rows(hidden: torch.Tensor, max_norm: float | None) -> torch.Tensor:
+    """Each row (the last dimension) whose norm exceeds `max_norm` rescaled to it, by a factor
+    that carries no gradient (C's constant mask); None leaves `hidden` as it is."""
+    if max_norm is None:
+        return hidden
+    scale = (max_norm / hidden.detach().norm(dim=-1, keepdim=True)).clamp(max=1.0)
+    return hidden * scale
 
 
 def strict_nodes(genotype: Genotype, nodes: int) -> Genotype:

@@ -24,7 +24,15 @@ import torch.nn.functional as F
 from naseval.core.data import get_batch
 from naseval.core.space import Genotype, loose_ends
 from naseval.nn.decoder_loss import decoder_losses
-from naseval.nn.model import ACTIVATIONS, LanguageModel, MixedCell, RecurrentCell, autocast, variational_mask
+from naseval.nn.model import (
+    ACTIVATIONS,
+    LanguageModel,
+    MixedCell,
+    RecurrentCell,
+    autocast,
+    clip_rows,
+    variational_mask,
+)
 
 
 class CellPlan:
@@ -73,10 +81,10 @@ Norm = Callable[[torch.Tensor], torch.Tensor]
 LossStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def batch_norm(x: torch.Tensor) -> torch.Tensor:
-    """MixedCell's affine-free batch norm with the batch's statistics, per cell: x (A, B, H)."""
+def batch_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Batch norm with the batch's statistics and no affine part, per cell: x (A, B, H)."""
     mean, var = x.mean(dim=1, keepdim=True), x.var(dim=1, unbiased=False, keepdim=True)
-    return (x - mean) / torch.sqrt(var + 1e-5)
+    return (x - mean) / torch.sqrt(var + eps)
 
 
 def blend(state: torch.Tensor, update: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
@@ -85,12 +93,15 @@ def blend(state: torch.Tensor, update: torch.Tensor, gate: torch.Tensor) -> torc
 
 
 def run_cells(x_proj: torch.Tensor, hidden: torch.Tensor, W0_h: torch.Tensor, node_weights: list[torch.Tensor],
-              plan: CellPlan, h_mask: torch.Tensor | None, norm: Norm | None = None) -> torch.Tensor:
+              plan: CellPlan, h_mask: torch.Tensor | None, norm: Norm | None = None,
+              output_norm: Norm | None = None, hidden_norm_clip: float | None = None) -> torch.Tensor:
     """The recurrence of A cells. x_proj (T, B, 2H) shared or (A, T, B, 2H) per cell; hidden
-    (A, B, H); W0_h and each node's matrix (H, 2H) shared or (A, H, 2H) per cell -> (A, T, B, H)."""
+    (A, B, H); W0_h and each node's matrix (H, 2H) shared or (A, H, 2H) per cell -> (A, T, B, H).
+    `norm` acts on s0 and every node (DARTS), `output_norm` on the output (ENAS)."""
     steps = x_proj.unbind(-3)
     outputs = []
     for x_t in steps:
+        hidden = clip_rows(hidden, hidden_norm_clip)
         masked = hidden if h_mask is None else hidden * h_mask
         c0, h0 = (x_t + torch.matmul(masked, W0_h)).chunk(2, dim=-1)
         s0 = blend(hidden, torch.tanh(h0), torch.sigmoid(c0))
@@ -102,6 +113,8 @@ def run_cells(x_proj: torch.Tensor, hidden: torch.Tensor, W0_h: torch.Tensor, no
             s = blend(s_prev, plan.activate(h, node), torch.sigmoid(c))
             states.append(s if norm is None else norm(s))
         hidden = plan.output(states)
+        if output_norm is not None:
+            hidden = output_norm(hidden)
         outputs.append(hidden)
     return torch.stack(outputs, dim=1)
 
@@ -118,8 +131,9 @@ class StackedLanguageModel(nn.Module):
     def __init__(self, template: LanguageModel, genotypes: Sequence[Genotype]):
         super().__init__()
         cell = template.cell
-        if type(cell) is not RecurrentCell or cell.sharing != "by_node":
-            raise ValueError("only fixed cells with one matrix per node can be batched")
+        if (type(cell) is not RecurrentCell or cell.sharing != "by_node" or cell.output_norm is not None
+                or cell.hidden_norm_clip is not None):
+            raise ValueError("only fixed cells with one matrix per node, no batch norm and no clip can be batched")
         self.config, self.nodes, self.output_rule = template.config, cell.nodes, cell.output
         self.precision = template.precision
         self.dropoutx, self.dropouth = cell.dropoutx, cell.dropouth
@@ -224,6 +238,10 @@ def evaluate_cells(model: LanguageModel, data: torch.Tensor, genotypes: Sequence
     cell = model.cell
     mixed = isinstance(cell, MixedCell)
     norm = batch_norm if mixed and not isinstance(cell.norm, nn.Identity) else None
+    output_norm = None
+    if cell.output_norm is not None:
+        weight, bias = cell.output_norm.weight, cell.output_norm.bias
+        output_norm = lambda x: batch_norm(x, cell.output_norm.eps) * weight + bias  # noqa: E731
     plan = CellPlan(genotypes, cell.nodes, "mean" if mixed else cell.output, data.device)
     node_weights = node_weights_of(cell, genotypes)
     H, E, decoder, count = cell.hidden_size, model.encoder.weight, model.decoder, len(genotypes)
@@ -231,7 +249,8 @@ def evaluate_cells(model: LanguageModel, data: torch.Tensor, genotypes: Sequence
     def step(x: torch.Tensor, y: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(model.precision, data.device):
             x_proj = F.embedding(x, E) @ cell.W0[:H]  # (T, B, 2H), the same for every cell
-            raw = run_cells(x_proj, hidden, cell.W0[H:], node_weights, plan, None, norm)
+            raw = run_cells(x_proj, hidden, cell.W0[H:], node_weights, plan, None, norm, output_norm,
+                            cell.hidden_norm_clip)
             losses = decoder_losses(raw, decoder.weight.expand(count, -1, -1), decoder.bias.expand(count, -1), y)
         return losses, raw[:, -1].float()
 

@@ -68,11 +68,15 @@ class EnasConfig:
     ranking_every: int = 2  # epochs between rankings of the whole space during training; 0: none
     evaluator: str = "shared_weights"  # or oracle: rewards from cells trained from scratch
     budget: int = 16  # cells the oracle may train (unused under shared weights)
+    batch_norm: bool = True  # of the shared model's cell output (carpedm20's); false: none
+    hidden_norm_clip: float | None = 25.0  # the shared model's recurrent state, per row (carpedm20's); null: none
 
     def __post_init__(self) -> None:
         check_evaluator(self.evaluator, EVALUATORS)
         for key in ("derive_samples", "score_all_up_to", "budget"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
+        if self.hidden_norm_clip is not None:
+            require(self.hidden_norm_clip > 0, "hidden_norm_clip", self.hidden_norm_clip, "a number > 0, or null")
         require(self.ranking_every >= 0, "ranking_every", self.ranking_every, "an integer >= 0")
 
 
@@ -100,25 +104,33 @@ class Controller(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -CONTROLLER_INIT_RANGE, CONTROLLER_INIT_RANGE)
 
-    def _decide(self, logits: torch.Tensor, choose: Callable[[torch.Tensor], int]):
+    def _decide(self, logits: torch.Tensor, choose: Callable[[torch.Tensor], int], prior: torch.Tensor | None = None):
         logits = self.config.tanh_constant * torch.tanh(logits / self.config.temperature)
+        if prior is not None:
+            logits = logits + prior
         log_probs = F.log_softmax(logits, dim=-1)
         choice = choose(log_probs)
         return choice, log_probs[choice], -(log_probs.exp() * log_probs).sum()
 
     def forward(self, choose: Callable[[int, str, torch.Tensor], int]) -> Decisions:
-        """Walk the decisions; `choose(node, "pred" | "op", log_probs)` picks each one."""
+        """Walk the decisions; `choose(node, "pred" | "op", log_probs)` picks each one.
+
+        As M's controller (ptb_enas_controller.py:113-143): a predecessor's logit, after the
+        temperature and tanh, is lowered by (distance)^2 / 6, and the chosen predecessor's state
+        is fed back divided by (0.1 + distance). Node n sits at distance n + 1 - p from state p
+        (s0 is state 0), as M's layer n + 1 from its layer p."""
         h, c = self.lstm(self.start)
         anchors, keys = [h], [self.attention_key(h)]  # one per state a node can read: s0, then nodes
         genotype, log_prob, entropy = [], h.new_zeros(()), h.new_zeros(())
         for node in range(self.space.nodes):
+            distance = torch.arange(node + 1, 0, -1, dtype=h.dtype, device=h.device)  # to states 0..node
             pred = 0
             if node > 0:  # node 0 can only read s0
                 query = torch.tanh(torch.cat(keys) + self.attention_query(h))
                 pred, lp, ent = self._decide(self.attention_score(query).view(-1),
-                                             lambda lp: choose(node, "pred", lp))
+                                             lambda lp: choose(node, "pred", lp), prior=-distance.square() / 6)
                 log_prob, entropy = log_prob + lp, entropy + ent
-                h, c = self.lstm(anchors[pred], (h, c))
+            h, c = self.lstm(anchors[pred] / (0.1 + distance[pred]), (h, c))
             op, lp, ent = self._decide(self.op_logits(h).view(-1), lambda lp: choose(node, "op", lp))
             log_prob, entropy = log_prob + lp, entropy + ent
             h, c = self.lstm(self.op_embedding[op : op + 1], (h, c))
@@ -151,6 +163,11 @@ class Reinforce:
         self.controller, self.config = controller, config
         self.optimizer = torch.optim.Adam(controller.parameters(), lr=config.lr)
         self.baseline: float | None = None
+
+    def restart(self) -> None:
+        """A new controller phase: the baseline starts again from its first reward (carpedm20
+        trainer.py:388)."""
+        self.baseline = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "baseline": self.baseline}
@@ -185,7 +202,8 @@ class EnasPolicy(SearchPolicy):
     def search(self, task: SearchTask) -> SearchResult:
         config, space = self.config, task.space
         rng = seed_everything(task.seed)
-        evaluator = task.evaluator(config.evaluator, rng, config.budget, sharing="by_edge")
+        evaluator = task.evaluator(config.evaluator, rng, config.budget, sharing="by_edge",
+                                   output_norm=config.batch_norm, hidden_norm_clip=config.hidden_norm_clip)
         controller = Controller(space, config.controller).to(evaluator.device)
         reinforce = Reinforce(controller, config.controller)
 
@@ -209,6 +227,8 @@ class EnasPolicy(SearchPolicy):
             **evaluator.rank_all(), "controller_neg_log_prob": controller_ranking()})
 
         def train_controller(epoch: int) -> dict:
+            evaluator.restart_quick_scores()
+            reinforce.restart()
             stats = []
             for _ in range(config.controller.steps_per_epoch):
                 try:

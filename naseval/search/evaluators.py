@@ -56,6 +56,10 @@ class Evaluator(ABC):
     def quick_score(self, cell: Genotype) -> float:
         """One cheap look at one cell (ENAS's reward)."""
 
+    def restart_quick_scores(self) -> None:
+        """The next quick look starts a new phase of them (ENAS's controller phase); nothing to do
+        without a supernet."""
+
     @abstractmethod
     def rank_all(self, already: dict[int, float] | None = None) -> dict[str, dict[int, float]]:
         """Named rankings of every cell of the space that this evaluator can give for free;
@@ -108,6 +112,7 @@ class SharedWeights(Evaluator):
         # (carpedm20 trainer.py batchifies them at batch_size, not at the evaluation's).
         self.quick_batches = ValidationStream(
             batchify(corpus.splits["valid"], self.config.batch_size, self.valid_data.device), self.config.bptt)
+        self.quick_hidden: torch.Tensor | None = None  # the state the next quick look starts from
 
     def train(self, cell_for_step, validation_cells, label, after_epoch=None, checkpoint=None):
         def validate() -> float:
@@ -131,11 +136,21 @@ class SharedWeights(Evaluator):
         return score_cells(self.model, self.valid_data, cells, self.space, self.config.bptt)
 
     def quick_score(self, cell):
+        """The cell's perplexity on the next validation minibatch. As ENAS's rewards (carpedm20
+        trainer.py:393-467), the recurrent state carries over from one look to the next, whichever
+        cell took it, and starts from zero when the minibatches start over."""
         self.model.eval()
+        if self.quick_batches.at_start or self.quick_hidden is None:
+            self.quick_hidden = self.model.init_hidden(self.config.batch_size)
         x, y = self.quick_batches.next()
         with torch.no_grad():
-            hidden = self.model.init_hidden(x.size(1))
-            return perplexity(self.model.loss(x, y, hidden, self.model.cell.arch_of(cell))[0].item())
+            loss, self.quick_hidden, _ = self.model.loss(x, y, self.quick_hidden, self.model.cell.arch_of(cell))
+        return perplexity(loss.item())
+
+    def restart_quick_scores(self):
+        """From the first validation minibatch and a zero state, as each of ENAS's controller phases."""
+        self.quick_batches.restart()
+        self.quick_hidden = None
 
     def rank_all(self, already=None):
         already = already or {}
@@ -149,12 +164,13 @@ class SharedWeights(Evaluator):
     def stateful(self):
         return {"model": self.model, "quick_batches": self.quick_batches, "supernet_epochs": self}
 
-    def state_dict(self) -> dict[str, int]:
-        """Its epochs before the current phase: the phase's own come back with fit's history."""
-        return {"epochs": self.epochs}
+    def state_dict(self) -> dict[str, Any]:
+        """Its epochs before the current phase (the phase's own come back with fit's history) and
+        the quick looks' state."""
+        return {"epochs": self.epochs, "quick_hidden": self.quick_hidden}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epochs = state["epochs"]
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epochs, self.quick_hidden = state["epochs"], state["quick_hidden"]
 
 
 class OracleEvaluator(Evaluator):

@@ -88,6 +88,14 @@ class ValidationStream:
     def __init__(self, data: torch.Tensor, length: int):
         self.data, self.length, self.start = data, length, 0
 
+    @property
+    def at_start(self) -> bool:
+        """Whether the next slice is the first one (the stream is new, restarted or wraps)."""
+        return self.start == 0 or self.start >= self.data.size(0) - 1
+
+    def restart(self) -> None:
+        self.start = 0
+
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.start >= self.data.size(0) - 1:
             self.start = 0
