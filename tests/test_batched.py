@@ -171,6 +171,50 @@ def test_a_cell_that_diverges_leaves_the_batch_and_the_others_are_unchanged(tiny
 
 
 @pytest.mark.integration
+def test_a_cell_whose_loss_turns_nan_rolls_back_to_its_best_epoch_and_the_others_are_unchanged(tiny_corpus,
+                                                                                              monkeypatch):
+    calls = iter(range(10**6))
+    nan_call = 40  # in the second of four epochs (about 30 minibatches each): after a best epoch
+
+    def nan_once_for_the_second_cell(hidden, weight, bias, targets):
+        losses = decoder_losses(hidden, weight, bias, targets)
+        if hidden.size(0) == len(CELLS) and torch.is_grad_enabled() and next(calls) == nan_call:
+            losses = losses + torch.tensor([0.0, math.nan] + [0.0] * (len(CELLS) - 2))
+        return losses
+
+    restored = []
+    real_restore = StackedNTASGD.restore
+
+    def spy(self, cells, snapshot, weights):
+        real_restore(self, cells, snapshot, weights)
+        restored.append(all(torch.equal(p[cells], w[cells]) for p, w in zip(self.params, weights, strict=True)))
+
+    healthy = train_cells_stacked(CELLS, tiny_corpus, 3, DROPOUTS, TRAIN, seed=3, show_progress=False)
+    monkeypatch.setattr("naseval.nn.stacked.decoder_losses", nan_once_for_the_second_cell)
+    monkeypatch.setattr(StackedNTASGD, "restore", spy)
+    outcomes = train_cells_stacked(CELLS, tiny_corpus, 3, DROPOUTS, TRAIN, seed=3, show_progress=False)
+    assert restored == [True]  # its weights are its best epoch's
+    assert outcomes[1].failure is None and [row["rollbacks"] for row in outcomes[1].history] == [0, 1, 1, 1]
+    assert math.isfinite(outcomes[1].test_ppl) and outcomes[1].test_ppl != healthy[1].test_ppl
+    for a in (0, 2, 3, 4, 5):
+        assert outcomes[a].test_ppl == healthy[a].test_ppl  # the others never knew
+
+
+def test_a_nan_loss_fails_the_cell_under_nan_policy_fail(tiny_corpus, monkeypatch):
+    def nan_for_the_second_cell_after_epoch_one(hidden, weight, bias, targets):
+        losses = decoder_losses(hidden, weight, bias, targets)
+        if hidden.size(0) == 2 and torch.is_grad_enabled() and next(calls) >= 35:
+            losses = losses + torch.tensor([0.0, math.nan])
+        return losses
+
+    calls = iter(range(10**6))
+    monkeypatch.setattr("naseval.nn.stacked.decoder_losses", nan_for_the_second_cell_after_epoch_one)
+    config = dataclasses.replace(TRAIN, epochs=2, nan_policy="fail")
+    outcomes = train_cells_stacked(CELLS[:2], tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False)
+    assert outcomes[0].failure is None and outcomes[1].failure.startswith("training diverged: loss nan at row")
+
+
+@pytest.mark.integration
 def test_a_batch_killed_after_an_epoch_resumes_from_its_checkpoint_and_ends_the_same(tmp_path, tiny_corpus):
     config = dataclasses.replace(TRAIN, epochs=3, nonmono=1)
     whole = train_cells_stacked(CELLS, tiny_corpus, 3, DROPOUTS, config, seed=3, show_progress=False)

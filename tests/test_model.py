@@ -133,20 +133,23 @@ def test_model_config_rejects_impossible_values(bad):
         ModelConfig(**bad)
 
 
-def test_enas_batch_norm_normalizes_the_cells_output_over_the_batch_and_is_off_by_default():
+def test_enas_batch_norm_normalizes_what_the_decoder_reads_not_the_recurrent_state():
     torch.manual_seed(0)
     genotype = (("tanh", 0), ("relu", 1))
-    inputs, hidden = torch.randn(5, 16, 8), torch.randn(16, 8)
-    plain = RecurrentCell(8, 2, 0.0, 0.0, sharing="by_edge").eval()
-    normed = RecurrentCell(8, 2, 0.0, 0.0, sharing="by_edge", output_norm=True).eval()
-    normed.load_state_dict(plain.state_dict() | {"output_norm.weight": torch.ones(8), "output_norm.bias": torch.zeros(8)})
+    words, hidden = torch.randint(0, 30, (5, 16)), torch.randn(16, 8)
+    plain = LanguageModel(30, 2, ModelConfig(hidden_size=8), sharing="by_edge").eval()
+    normed = LanguageModel(30, 2, ModelConfig(hidden_size=8), sharing="by_edge", output_norm=True).eval()
+    normed.load_state_dict(plain.state_dict(), strict=False)  # the same weights, and a norm of weight 1, bias 0
     with torch.no_grad():
-        out = normed(inputs, hidden, genotype)
-        raw = plain(inputs, hidden, genotype)
-    assert plain.output_norm is None
-    torch.testing.assert_close(out.mean(dim=1), torch.zeros(5, 8), atol=1e-5, rtol=0)
-    torch.testing.assert_close(out.var(dim=1, unbiased=False), torch.ones(5, 8), atol=1e-3, rtol=0)
-    assert raw.var(dim=1, unbiased=False).mean() < 0.5  # without it, the outputs keep their own scale
+        shown, next_hidden, raw = normed.features(words, hidden, genotype)
+        plain_shown, plain_next, plain_raw = plain.features(words, hidden, genotype)
+    assert plain.cell.output_norm is None
+    torch.testing.assert_close(shown.mean(dim=1), torch.zeros(5, 8), atol=1e-5, rtol=0)  # per step, over the batch
+    spread = plain_raw.var(dim=1, unbiased=False)
+    torch.testing.assert_close(shown.var(dim=1, unbiased=False), spread / (spread + 1e-5))  # 1 but for eps
+    torch.testing.assert_close(raw, plain_raw)  # the recurrence is untouched (carpedm20 passes h on, unnormed)
+    torch.testing.assert_close(next_hidden, plain_next)
+    torch.testing.assert_close(plain_shown, plain_raw)
 
 
 def test_the_hidden_norm_clip_rescales_only_the_rows_above_it_and_carries_no_gradient():

@@ -9,6 +9,8 @@ from naseval.core.data import batchify
 from naseval.core.errors import NasevalError, TrainingDiverged
 from naseval.nn.model import LanguageModel, ModelConfig
 from naseval.training.recipe import (
+    MAX_ROLLBACKS,
+    Rollback,
     TrainConfig,
     averaged_weights,
     evaluate,
@@ -51,6 +53,68 @@ def test_nan_loss_raises_a_clear_error(tiny_corpus):
     with pytest.raises(TrainingDiverged, match="training diverged: loss nan"):
         fit(model, data, SMALL_TRAIN, np.random.default_rng(0), lambda step: GENOTYPE, lambda: 0.0,
             show_progress=False)
+
+
+def nan_loss_when(model: LanguageModel, when) -> None:
+    """Make `model.loss` return a NaN loss while training whenever `when()` says so, as a
+    divergence would."""
+    real = model.loss
+
+    def loss(*args):
+        value, hidden, raw = real(*args)
+        return (value * math.nan if model.training and when() else value), hidden, raw
+
+    model.loss = loss
+
+
+def test_a_nan_loss_rolls_back_to_the_best_epoch_and_training_goes_on(tiny_corpus, monkeypatch):
+    torch.manual_seed(0)
+    model = LanguageModel(22, 2, SMALL_MODEL)
+    data = batchify(tiny_corpus.splits["train"], 8, torch.device("cpu"))
+    valid = batchify(tiny_corpus.splits["valid"], 8, torch.device("cpu"))
+    validated = []
+
+    def once_in_epoch_3() -> bool:
+        if len(validated) == 2:
+            validated.append("nan")
+            return True
+        return False
+
+    nan_loss_when(model, once_in_epoch_3)
+    restored = []
+    real_call = Rollback.__call__
+
+    def spy(self, model, reason):
+        optimizer = real_call(self, model, reason)
+        restored.append((reason, all(torch.equal(v, self.best[0][k]) for k, v in model.state_dict().items())))
+        return optimizer
+
+    monkeypatch.setattr(Rollback, "__call__", spy)
+    config = TrainConfig(epochs=5, batch_size=8, eval_batch_size=8, bptt=10, lr=5.0, sequence_length="fixed")
+    result = fit(model, data, config, np.random.default_rng(0), lambda step: GENOTYPE,
+                 lambda: validated.append("epoch") or evaluate(model, valid, GENOTYPE, 10), show_progress=False)
+    assert len(restored) == 1 and restored[0][0].startswith("training diverged: loss nan at row") and restored[0][1]
+    assert [row["rollbacks"] for row in result.history] == [0, 0, 1, 1, 1]
+    assert math.isfinite(result.best_valid_ppl) and len(result.history) == 5
+
+
+def test_a_nan_loss_fails_the_run_under_nan_policy_fail_or_before_any_best_epoch(tiny_corpus):
+    data = batchify(tiny_corpus.splits["train"], 8, torch.device("cpu"))
+    for policy, after_epochs in (("fail", 1), ("rollback", 0)):
+        model = LanguageModel(22, 2, SMALL_MODEL)
+        validated = []
+        nan_loss_when(model, lambda: len(validated) >= after_epochs)  # noqa: B023
+        config = TrainConfig(epochs=3, batch_size=8, eval_batch_size=8, bptt=10, lr=5.0, nan_policy=policy)
+        with pytest.raises(TrainingDiverged, match="training diverged: loss nan at row"):
+            fit(model, data, config, np.random.default_rng(0), lambda step: GENOTYPE,
+                lambda: validated.append(1) or 3.0, show_progress=False)  # noqa: B023
+    model = LanguageModel(22, 2, SMALL_MODEL)
+    validated = []
+    nan_loss_when(model, lambda: len(validated) >= 1)  # every step from the second epoch on
+    config = TrainConfig(epochs=3, batch_size=8, eval_batch_size=8, bptt=10, lr=5.0)
+    with pytest.raises(TrainingDiverged, match=f"after {MAX_ROLLBACKS} rollbacks"):
+        fit(model, data, config, np.random.default_rng(0), lambda step: GENOTYPE,
+            lambda: validated.append(1) or 3.0, show_progress=False)
 
 
 def test_switches_to_averaged_sgd_when_validation_stalls(tiny_corpus):

@@ -83,10 +83,10 @@ class RecurrentCell(nn.Module):
         self.hidden_size, self.nodes = hidden_size, nodes
         self.dropoutx, self.dropouth = dropoutx, dropouth
         self.output, self.sharing = output, sharing
-        # ENAS's shared model (carpedm20 shared_rnn.py:185-186,353-354): affine batch norm of the
-        # cell's output, here always with the batch's statistics (as C's rewards, computed in train
-        # mode); and each row of the recurrent state rescaled to a norm of at most 25 (:237-260).
-        self.output_norm = nn.BatchNorm1d(hidden_size, track_running_stats=False) if output_norm else None
+        # ENAS's shared model (carpedm20 shared_rnn.py:185-186,350-356): batch norm of what the
+        # decoder reads, not of the recurrent state; and each row of the recurrent state rescaled
+        # to a norm of at most `hidden_norm_clip` (:237-260).
+        self.output_norm = OutputNorm(hidden_size) if output_norm else None
         self.hidden_norm_clip = hidden_norm_clip
         counts = [matrices_per_node(sharing, i) for i in range(nodes)]
         self.offsets = [sum(counts[:i]) for i in range(nodes)]  # node i's first matrix in Ws
@@ -127,8 +127,6 @@ class RecurrentCell(nn.Module):
         for x_t in x_proj.unbind(0):  # unbind, not x_proj[t]: indexing backward zero-fills (T, B, 2H) per step
             hidden = clip_rows(hidden, self.hidden_norm_clip)
             hidden = self.step(self.first_state(x_t, hidden, h_mask, W0_h), h_mask, plan)
-            if self.output_norm is not None:
-                hidden = self.output_norm(hidden)
             outputs.append(hidden)
         return torch.stack(outputs)
 
@@ -154,6 +152,28 @@ class RecurrentCell(nn.Module):
             c, h = (masked @ W).chunk(2, dim=-1)
             states.append(s_prev + torch.sigmoid(c) * (activation(h) - s_prev))
         return torch.stack([states[i] for i in outputs]).mean(dim=0)
+
+
+def batch_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Normalized over the batch, the second-to-last dimension, with the batch's own statistics
+    and no affine part: x (..., B, H), each leading index (a time step, a cell) on its own."""
+    mean, var = x.mean(dim=-2, keepdim=True), x.var(dim=-2, unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+class OutputNorm(nn.Module):
+    """carpedm20 ENAS's `nn.BatchNorm1d` of the cell's output at each time step (affine), always
+    with the batch's statistics: C computes its rewards in train mode, and running statistics of a
+    supernet would mix every cell it sampled."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(hidden_size))
+        self.bias = nn.Parameter(torch.zeros(hidden_size))
+
+    def forward(self, outputs: torch.Tensor) -> torch.Tensor:
+        """outputs (..., B, H), normalized per time step (and per cell) over the batch."""
+        return batch_norm(outputs) * self.weight + self.bias
 
 
 def clip_rows(hidden: torch.Tensor, max_norm: float | None) -> torch.Tensor:
@@ -271,7 +291,8 @@ class LanguageModel(nn.Module):
         p_embedding = c.dropoute if self.training else 0.0
         x = locked_dropout(embedding_dropout(self.encoder, words, p_embedding), c.dropouti, self.training)
         raw = self.cell(x, hidden, arch)  # (T, B, H)
-        return locked_dropout(raw, c.dropout, self.training), raw[-1], raw
+        shown = raw if getattr(self.cell, "output_norm", None) is None else self.cell.output_norm(raw)
+        return locked_dropout(shown, c.dropout, self.training), raw[-1], raw
 
     def forward(self, words: torch.Tensor, hidden: torch.Tensor, arch) -> tuple[torch.Tensor, ...]:
         """words (T, B) -> logits (T, B, V), next hidden (B, H), cell outputs before dropout."""

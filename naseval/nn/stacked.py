@@ -30,6 +30,7 @@ from naseval.nn.model import (
     MixedCell,
     RecurrentCell,
     autocast,
+    batch_norm,
     clip_rows,
     variational_mask,
 )
@@ -81,12 +82,6 @@ Norm = Callable[[torch.Tensor], torch.Tensor]
 LossStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def batch_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Batch norm with the batch's statistics and no affine part, per cell: x (A, B, H)."""
-    mean, var = x.mean(dim=1, keepdim=True), x.var(dim=1, unbiased=False, keepdim=True)
-    return (x - mean) / torch.sqrt(var + eps)
-
-
 def blend(state: torch.Tensor, update: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     """state + gate * (update - state) in one op, kept in the state's precision (fp32 under autocast)."""
     return torch.lerp(state, update.to(state.dtype), gate.to(state.dtype))
@@ -94,10 +89,10 @@ def blend(state: torch.Tensor, update: torch.Tensor, gate: torch.Tensor) -> torc
 
 def run_cells(x_proj: torch.Tensor, hidden: torch.Tensor, W0_h: torch.Tensor, node_weights: list[torch.Tensor],
               plan: CellPlan, h_mask: torch.Tensor | None, norm: Norm | None = None,
-              output_norm: Norm | None = None, hidden_norm_clip: float | None = None) -> torch.Tensor:
+              hidden_norm_clip: float | None = None) -> torch.Tensor:
     """The recurrence of A cells. x_proj (T, B, 2H) shared or (A, T, B, 2H) per cell; hidden
     (A, B, H); W0_h and each node's matrix (H, 2H) shared or (A, H, 2H) per cell -> (A, T, B, H).
-    `norm` acts on s0 and every node (DARTS), `output_norm` on the output (ENAS)."""
+    `norm` acts on s0 and every node (DARTS's batch norm); `hidden_norm_clip` as RecurrentCell's."""
     steps = x_proj.unbind(-3)
     outputs = []
     for x_t in steps:
@@ -113,8 +108,6 @@ def run_cells(x_proj: torch.Tensor, hidden: torch.Tensor, W0_h: torch.Tensor, no
             s = blend(s_prev, plan.activate(h, node), torch.sigmoid(c))
             states.append(s if norm is None else norm(s))
         hidden = plan.output(states)
-        if output_norm is not None:
-            hidden = output_norm(hidden)
         outputs.append(hidden)
     return torch.stack(outputs, dim=1)
 
@@ -238,10 +231,6 @@ def evaluate_cells(model: LanguageModel, data: torch.Tensor, genotypes: Sequence
     cell = model.cell
     mixed = isinstance(cell, MixedCell)
     norm = batch_norm if mixed and not isinstance(cell.norm, nn.Identity) else None
-    output_norm = None
-    if cell.output_norm is not None:
-        weight, bias = cell.output_norm.weight, cell.output_norm.bias
-        output_norm = lambda x: batch_norm(x, cell.output_norm.eps) * weight + bias  # noqa: E731
     plan = CellPlan(genotypes, cell.nodes, "mean" if mixed else cell.output, data.device)
     node_weights = node_weights_of(cell, genotypes)
     H, E, decoder, count = cell.hidden_size, model.encoder.weight, model.decoder, len(genotypes)
@@ -249,9 +238,9 @@ def evaluate_cells(model: LanguageModel, data: torch.Tensor, genotypes: Sequence
     def step(x: torch.Tensor, y: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with autocast(model.precision, data.device):
             x_proj = F.embedding(x, E) @ cell.W0[:H]  # (T, B, 2H), the same for every cell
-            raw = run_cells(x_proj, hidden, cell.W0[H:], node_weights, plan, None, norm, output_norm,
-                            cell.hidden_norm_clip)
-            losses = decoder_losses(raw, decoder.weight.expand(count, -1, -1), decoder.bias.expand(count, -1), y)
+            raw = run_cells(x_proj, hidden, cell.W0[H:], node_weights, plan, None, norm, cell.hidden_norm_clip)
+            shown = raw if cell.output_norm is None else cell.output_norm(raw)  # ENAS's, per cell and step
+            losses = decoder_losses(shown, decoder.weight.expand(count, -1, -1), decoder.bias.expand(count, -1), y)
         return losses, raw[:, -1].float()
 
     return mean_losses(data, bptt, E.new_zeros(count, data.size(1), H), step)

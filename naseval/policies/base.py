@@ -43,10 +43,13 @@ class SearchTask:
         """The task's checkpoint, also saving the policy's own stateful objects; None without one."""
         return self.checkpoint.tracking(**stateful) if self.checkpoint else None
 
-    def evaluator(self, name: str, rng: np.random.Generator, budget: int = 0, **cell_options: Any) -> Evaluator:
+    def evaluator(self, name: str, rng: np.random.Generator, budget: int = 0, score_batch_size: int | None = None,
+                  **cell_options: Any) -> Evaluator:
         """The one way a policy gets its evaluator: `name` from its config, `budget` the oracle's
-        (cells it may train), `cell_options` the supernet's weight sharing."""
-        return make_evaluator(name, self.space, self.corpus, self.supernet, rng, self.oracle, budget, **cell_options)
+        (cells it may train), `score_batch_size` the supernet's scoring batch (None: its
+        eval_batch_size), `cell_options` the supernet's weight sharing."""
+        return make_evaluator(name, self.space, self.corpus, self.supernet, rng, self.oracle, budget,
+                              score_batch_size, **cell_options)
 
 
 class SearchPolicy(ABC):

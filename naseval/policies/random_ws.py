@@ -1,8 +1,12 @@
 """`random_ws`: random search with weight sharing (Li & Talwalkar 2019; Yu et al. 2020).
 
 The supernet (`search.supernet`) is trained with one cell drawn uniformly per minibatch and keeps
-its final weights; candidates (every cell of an enumerable space) are then scored by validation
-perplexity under the shared weights.
+its final weights; candidates (every cell of an enumerable space, else `num_candidates` drawn
+uniformly) are then scored by validation perplexity on the whole validation split under the
+shared weights, read `score_batch_size` sequences wide. randomNAS (liamcli/randomNAS_release,
+darts_wrapper_discrete.py:37,72,200-218; random_weight_share.py:84-93) scores 1,000 candidates at
+batch 1,024, and Yu et al. score every cell at batch 256
+(weight_sharing_ranking_random_on_batch.py:268-275).
 """
 
 from __future__ import annotations
@@ -25,10 +29,13 @@ class RandomWSConfig:
     num_candidates: int = 100  # distinct cells scored in larger spaces
     validation_cells: int = 4  # cells whose mean validation loss tracks the supernet
     ranking_every: int = 2  # epochs between rankings of the whole space during training; 0: none
+    score_batch_size: int | None = None  # sequences side by side when scoring; None: the supernet's eval_batch_size
 
     def __post_init__(self) -> None:
         for key in ("score_all_up_to", "num_candidates", "validation_cells"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
+        if self.score_batch_size is not None:
+            require(self.score_batch_size >= 1, "score_batch_size", self.score_batch_size, "an integer >= 1, or null")
         require(self.ranking_every >= 0, "ranking_every", self.ranking_every, "an integer >= 0")
 
 
@@ -41,7 +48,7 @@ class RandomWSPolicy(SearchPolicy):
     def search(self, task: SearchTask) -> SearchResult:
         config, space = self.config, task.space
         rng = seed_everything(task.seed)
-        evaluator = task.evaluator(self.evaluator_name, rng)
+        evaluator = task.evaluator(self.evaluator_name, rng, score_batch_size=config.score_batch_size)
         score_all = space.size <= config.score_all_up_to
         history = RankingHistory(config.ranking_every if score_all else 0, evaluator.rank_all)
         rows = train_on_random_cells(evaluator, space, rng, config.validation_cells, after_epoch=history,

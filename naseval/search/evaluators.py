@@ -103,11 +103,14 @@ class SharedWeights(Evaluator):
     cost_unit = "supernet epochs"
 
     def __init__(self, space: SearchSpace, corpus: Corpus, supernet: SupernetConfig, rng: np.random.Generator,
-                 **cell_options):
+                 score_batch_size: int | None = None, **cell_options):
         self.space, self.config, self.rng = space, supernet.train, rng
         self.epochs, self.phase_epochs = 0, 0  # before the current training phase, and in it
         self.model, (self.train_data, self.valid_data, _) = build_model_and_data(
             corpus, space.nodes, supernet.model, supernet.train, output=space.cell_output, **cell_options)
+        # Scores read the whole validation split, by default as wide as validation during training.
+        self.score_data = self.valid_data if score_batch_size is None else batchify(
+            corpus.splits["valid"], score_batch_size, self.valid_data.device)
         # Quick looks read validation minibatches as wide as the training ones, as ENAS's rewards
         # (carpedm20 trainer.py batchifies them at batch_size, not at the evaluation's).
         self.quick_batches = ValidationStream(
@@ -133,7 +136,7 @@ class SharedWeights(Evaluator):
         return self.epochs + self.phase_epochs
 
     def score(self, cells):
-        return score_cells(self.model, self.valid_data, cells, self.space, self.config.bptt)
+        return score_cells(self.model, self.score_data, cells, self.space, self.config.bptt)
 
     def quick_score(self, cell):
         """The cell's perplexity on the next validation minibatch. As ENAS's rewards (carpedm20
@@ -234,12 +237,14 @@ class OracleEvaluator(Evaluator):
 
 
 def make_evaluator(name: str, space: SearchSpace, corpus: Corpus, supernet: SupernetConfig, rng: np.random.Generator,
-                   oracle: OracleTable | None, budget: int, **cell_options) -> Evaluator:
+                   oracle: OracleTable | None, budget: int, score_batch_size: int | None = None,
+                   **cell_options) -> Evaluator:
     """The evaluator `name` for a search (policies call it through SearchTask.evaluator);
-    `cell_options` shape the supernet (its weight sharing, DARTS's mixed cell). Under the oracle
-    the supernet's recipe still sets the search's epochs and threads."""
+    `score_batch_size` the supernet's scoring batch (None: its eval_batch_size), `cell_options`
+    shape the supernet (its weight sharing, DARTS's mixed cell). Under the oracle the supernet's
+    recipe still sets the search's epochs and threads."""
     if name == "shared_weights":
-        return SharedWeights(space, corpus, supernet, rng, **cell_options)
+        return SharedWeights(space, corpus, supernet, rng, score_batch_size, **cell_options)
     if name == "oracle":
         if oracle is None:
             raise NasevalError("the oracle evaluator needs the oracle stage's table (search --oracle)")

@@ -35,6 +35,8 @@ log = logging.getLogger("naseval")
 
 
 IMPLEMENTATIONS = ("fast", "reference")
+NAN_POLICIES = ("rollback", "fail")
+MAX_ROLLBACKS = 10  # a cell that diverges more often fails: the original retries without end
 SEQUENCE_LENGTHS = ("jittered", "fixed")
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -67,6 +69,9 @@ class TrainConfig:
     threads: int = 1
     implementation: str = "fast"  # or "reference": logits then cross-entropy, one cell at a time
     precision: str = "fp32"  # or "bf16": autocast, fp32 master weights
+    # rollback: a non-finite training loss returns the cell to its best epoch's weights and optimizer
+    # state, and training goes on (DARTS rnn/train.py:216-217,253-266); fail: the run fails at once
+    nan_policy: str = "rollback"
 
     def __post_init__(self) -> None:
         require(self.implementation in IMPLEMENTATIONS, "implementation", self.implementation,
@@ -74,6 +79,7 @@ class TrainConfig:
         require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         require(self.sequence_length in SEQUENCE_LENGTHS, "sequence_length", self.sequence_length,
                 f"one of {', '.join(SEQUENCE_LENGTHS)}")
+        require(self.nan_policy in NAN_POLICIES, "nan_policy", self.nan_policy, f"one of {', '.join(NAN_POLICIES)}")
         require(self.lr_schedule in LR_SCHEDULES, "lr_schedule", self.lr_schedule, f"one of {', '.join(LR_SCHEDULES)}")
         require(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs", self.warmup_epochs,
                 f"a number from 0 to epochs ({self.epochs})")
@@ -159,8 +165,11 @@ class Step:
 ChooseArch = Callable[[Step], Any]  # -> what the model's cell takes: a genotype, mixing weights
 
 
-def train_epoch(model, data, optimizer, config, rng, choose_arch: ChooseArch, progress, epoch: int = 1) -> float:
-    """One pass over `data` (rows, batch), the `epoch`-th; returns the mean training loss per token."""
+def train_epoch(model, data, optimizer, config, rng, choose_arch: ChooseArch, progress, epoch: int = 1,
+                rollback: Rollback | None = None) -> tuple[float, torch.optim.Optimizer]:
+    """One pass over `data` (rows, batch), the `epoch`-th; the mean training loss per token, and
+    the optimizer to go on with (another one after a rollback, which skips the step that diverged
+    and starts the recurrent state anew)."""
     model.train()
     hidden = model.init_hidden(data.size(1))
     base_lr = optimizer.param_groups[0]["lr"]
@@ -175,7 +184,13 @@ def train_epoch(model, data, optimizer, config, rng, choose_arch: ChooseArch, pr
         loss, hidden, raw = model.loss(x, y, hidden, arch)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
-            raise TrainingDiverged(f"training diverged: loss {loss_value} at row {start}")
+            reason = f"training diverged: loss {loss_value} at row {start}"
+            if rollback is None:
+                raise TrainingDiverged(reason)
+            optimizer = rollback(model, reason)
+            hidden, start = model.init_hidden(data.size(1)), start + x.size(0)
+            progress.update(y.numel())
+            continue
         tar = config.tar * (raw[1:] - raw[:-1]).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         (loss + tar).backward()
@@ -186,7 +201,44 @@ def train_epoch(model, data, optimizer, config, rng, choose_arch: ChooseArch, pr
         start += x.size(0)
         progress.update(y.numel())
     optimizer.param_groups[0]["lr"] = base_lr
-    return total / count
+    return total / max(count, 1), optimizer
+
+
+class Rollback:
+    """DARTS rnn/train.py's answer to a NaN loss (:216-217, 253-266): the model and the optimizer
+    go back to the checkpoint of the best validation so far and training goes on. Unlike the
+    original, the epoch count does not rewind to the best epoch (a batch of cells shares its
+    epochs), and a cell fails after MAX_ROLLBACKS; with no best epoch yet, or under `nan_policy:
+    fail`, the run fails."""
+
+    def __init__(self, config: TrainConfig):
+        self.config, self.count = config, 0
+        self.best: tuple[dict, dict, bool] | None = None  # model state, optimizer state, averaging
+
+    def remember(self, best_state: dict, optimizer: torch.optim.Optimizer) -> None:
+        """The best epoch's weights (as validated) and its optimizer's state."""
+        if self.config.nan_policy == "rollback":
+            self.best = best_state, copy.deepcopy(optimizer.state_dict()), isinstance(optimizer, torch.optim.ASGD)
+
+    def __call__(self, model: LanguageModel, reason: str) -> torch.optim.Optimizer:
+        if self.best is None:
+            raise TrainingDiverged(reason)
+        if self.count == MAX_ROLLBACKS:
+            raise TrainingDiverged(f"{reason}, after {MAX_ROLLBACKS} rollbacks")
+        state, optimizer_state, averaging = self.best
+        model.load_state_dict(state)
+        optimizer = asgd(model, self.config) if averaging else sgd(model, self.config)
+        optimizer.load_state_dict(copy.deepcopy(optimizer_state))  # kept whole for a later rollback
+        self.count += 1
+        log.warning("%s: rolled back to the best epoch's state (rollback %d)", reason, self.count)
+        return optimizer
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "optimizer": None if self.best is None else self.best[1:]}
+
+    def load_state_dict(self, state: dict[str, Any], best_state: dict | None) -> None:
+        self.count = state["count"]
+        self.best = None if state["optimizer"] is None else (best_state, *state["optimizer"])
 
 
 @dataclass
@@ -217,9 +269,11 @@ def fit(
     """
     optimizer: torch.optim.Optimizer = sgd(model, config)
     best_ppl, best_state, history, valid_losses = math.inf, None, [], []
+    rollback = Rollback(config)
     saved = checkpoint.load() if checkpoint else None
     if saved:
         optimizer, best_ppl, best_state, history, valid_losses = resumed(saved, model, config, rng)
+        rollback.load_state_dict(saved["rollback"], best_state)
         log.info("%s: resumed from %s after epoch %d", description, checkpoint.path, len(history))
     done = len(history)
     tokens_per_epoch = (train_data.size(0) - 1) * train_data.size(1)
@@ -227,7 +281,8 @@ def fit(
               unit="tok", unit_scale=True, leave=False, mininterval=1.0, disable=not show_progress) as progress:
         for epoch in range(done + 1, config.epochs + 1):
             started = time.perf_counter()
-            train_loss = train_epoch(model, train_data, optimizer, config, rng, choose_arch, progress, epoch)
+            train_loss, optimizer = train_epoch(model, train_data, optimizer, config, rng, choose_arch, progress,
+                                                epoch, rollback)
             averaging = isinstance(optimizer, torch.optim.ASGD)
             with averaged_weights(optimizer):
                 extra = after_epoch(epoch) if after_epoch else {}
@@ -235,6 +290,7 @@ def fit(
                 check_not_diverged(valid_loss, epoch)
                 if perplexity(valid_loss) < best_ppl:
                     best_ppl, best_state = perplexity(valid_loss), copy.deepcopy(model.state_dict())
+                    rollback.remember(best_state, optimizer)
             if (not averaging and len(valid_losses) > config.nonmono
                     and valid_loss > min(valid_losses[: -config.nonmono])):
                 optimizer = asgd(model, config)
@@ -242,7 +298,7 @@ def fit(
             seconds = time.perf_counter() - started
             history.append({
                 "epoch": epoch, "train_ppl": perplexity(train_loss), "valid_ppl": perplexity(valid_loss),
-                "averaged": averaging, "seconds": round(seconds, 3), **extra,
+                "averaged": averaging, "rollbacks": rollback.count, "seconds": round(seconds, 3), **extra,
             })
             log.info("%s epoch %d: train ppl %.2f, valid ppl %.2f%s, %.0f tok/s", description, epoch,
                      perplexity(train_loss), perplexity(valid_loss), " (ASGD)" if averaging else "",
@@ -252,7 +308,7 @@ def fit(
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "averaging": isinstance(optimizer, torch.optim.ASGD), "best_ppl": best_ppl,
                     "best_state": best_state, "history": history, "valid_losses": valid_losses,
-                    "random": random_states(rng),
+                    "rollback": rollback.state_dict(), "random": random_states(rng),
                 })
     check_learned(best_ppl, model.decoder.out_features)
     return FitResult(best_ppl, best_state, history)

@@ -2,7 +2,9 @@
 
 Each cell gets what it would get alone with the same seed: the same initial weights, dropout
 masks and sequence lengths; its own gradient clipping, switch to averaged SGD, best state,
-divergence check and history. A diverged cell leaves the batch; the others go on unchanged.
+divergence check, rollback and history. A cell whose training loss is not finite rolls back to
+its best epoch (`recipe.Rollback`); one that cannot, or whose validation diverges, leaves the
+batch; the others go on unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from naseval.nn.model import ModelConfig
 from naseval.nn.stacked import StackedLanguageModel, evaluate_stacked
 from naseval.training.checkpoint import Checkpoint, random_states, restore_random_states
 from naseval.training.recipe import (
+    MAX_ROLLBACKS,
     CellResult,
     TrainConfig,
     build_model_and_data,
@@ -91,6 +94,21 @@ class StackedNTASGD:
                 for p, original in zip(self.params, saved, strict=True):
                     p.copy_(original)
 
+    def snapshot(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each cell's switch, step count and stored rate: with its weights, its whole state."""
+        return self.averaging.clone(), self.steps.clone(), self.eta.clone()
+
+    def restore(self, cells: torch.Tensor, snapshot: tuple[torch.Tensor, ...], weights: Sequence[torch.Tensor]) -> None:
+        """`cells` back to `snapshot`'s scalars, with `weights` (their best, validated weights: the
+        averages where they averaged) as both their parameters and their averages, as a DARTS
+        rollback reloads the averaged model and ASGD's `ax` saved together."""
+        for mine, saved in zip((self.averaging, self.steps, self.eta), snapshot, strict=True):
+            mine[cells] = saved[cells]
+        with torch.no_grad():
+            for p, average, best in zip(self.params, self.averages, weights, strict=True):
+                p[cells] = best[cells]
+                average[cells] = best[cells]
+
     def keep(self, index: torch.Tensor, params: Sequence[torch.nn.Parameter]) -> None:
         """Keep the cells at `index`, whose parameters are now `params`."""
         self.params = list(params)
@@ -133,6 +151,8 @@ class StackedTraining:
         self.positions = list(range(count))  # each cell's index in the caller's list
         self.best_ppl = [math.inf] * count
         self.best_state = [p.detach().clone() for p in model.parameters()]
+        self.best_optimizer = self.optimizer.snapshot()  # each cell's, at its best epoch
+        self.rollbacks = [0] * count
         self.histories: list[list[dict]] = [[] for _ in range(count)]
         self.valid_losses: list[list[float]] = [[] for _ in range(count)]
         self.failures: dict[int, tuple[str, list[dict]]] = {}  # caller's index -> reason, history
@@ -148,9 +168,24 @@ class StackedTraining:
         self.model.keep(keep)
         self.optimizer.keep(index, list(self.model.parameters()))
         self.best_state = [b[index] for b in self.best_state]
-        for name in ("positions", "best_ppl", "histories", "valid_losses"):
+        self.best_optimizer = tuple(t[index] for t in self.best_optimizer)
+        for name in ("positions", "best_ppl", "rollbacks", "histories", "valid_losses"):
             setattr(self, name, [getattr(self, name)[a] for a in keep])
         return keep
+
+    def roll_back(self, reasons: dict[int, str]) -> dict[int, str]:
+        """Count a rollback for each cell at batch positions `reasons`' keys where policy and its
+        history allow one (train_epoch restores them after the step); the reasons of those that
+        cannot, which must fail."""
+        if self.config.nan_policy == "fail":
+            return reasons
+        back = [a for a in reasons if math.isfinite(self.best_ppl[a]) and self.rollbacks[a] < MAX_ROLLBACKS]
+        for a in back:
+            self.rollbacks[a] += 1
+            log.warning("cell %d: %s: rolled back to its best epoch (rollback %d)", self.positions[a], reasons[a],
+                        self.rollbacks[a])
+        return {a: reason if self.rollbacks[a] < MAX_ROLLBACKS else f"{reason}, after {MAX_ROLLBACKS} rollbacks"
+                for a, reason in reasons.items() if a not in back}
 
     def train_epoch(self, data: torch.Tensor, rng: np.random.Generator, progress: tqdm, epoch: int) -> list[float]:
         """One pass over `data`, the `epoch`-th; each surviving cell's mean training loss per token."""
@@ -167,15 +202,21 @@ class StackedTraining:
             (losses + tar).sum().backward()
             diverged = {a: f"training diverged: loss {loss} at row {start}"
                         for a, loss in enumerate(losses.tolist()) if not math.isfinite(loss)}
-            if diverged:
-                keep = self.fail(diverged)
+            failing = self.roll_back(diverged) if diverged else {}
+            if failing:
+                keep = self.fail(failing)
                 losses, hidden, totals = losses[keep], hidden[keep], totals[keep]
                 if not self.positions:
                     break
             clip_per_cell(list(model.parameters()), config.clip)
             lr = config.lr * lr_factor(config, epoch, start, data.size(0), seq_len)
             self.optimizer.step(lr * seq_len / config.bptt)
-            totals += losses.detach().double().cpu() * y.numel()
+            finite = torch.isfinite(losses)
+            if not finite.all():  # rolled back: the step their NaN took is undone, the state starts anew
+                rolled = (~finite).nonzero().flatten()
+                self.optimizer.restore(rolled, self.best_optimizer, self.best_state)
+                hidden = hidden.detach().index_fill(0, rolled, 0.0)
+            totals += losses.detach().double().cpu().nan_to_num(0.0, 0.0, 0.0) * y.numel()
             count += y.numel()
             start += x.size(0)
             progress.update(y.numel() * len(self.positions))
@@ -193,6 +234,8 @@ class StackedTraining:
             index = torch.tensor(improved, dtype=torch.long, device=self.best_state[0].device)
             for best, p in zip(self.best_state, self.model.parameters(), strict=True):
                 best[index] = p.detach()[index]
+            for best, now in zip(self.best_optimizer, self.optimizer.snapshot(), strict=True):
+                best[index] = now[index]
         switch = torch.zeros_like(self.optimizer.averaging)
         for a, loss in enumerate(valid):
             losses = self.valid_losses[a]
@@ -201,7 +244,7 @@ class StackedTraining:
             losses.append(loss)
             self.histories[a].append({"epoch": epoch, "train_ppl": perplexity(train_losses[a]),
                                       "valid_ppl": perplexity(loss), "averaged": averaging[a],
-                                      "seconds": round(seconds, 3)})
+                                      "rollbacks": self.rollbacks[a], "seconds": round(seconds, 3)})
         self.optimizer.start_averaging(switch)
         diverged = {a: f"training diverged: validation loss {loss} at epoch {epoch}"
                     for a, loss in enumerate(valid) if not math.isfinite(loss)}
@@ -210,7 +253,8 @@ class StackedTraining:
 
     def state_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in
-                ("positions", "best_ppl", "best_state", "histories", "valid_losses", "failures")} | {
+                ("positions", "best_ppl", "best_state", "best_optimizer", "rollbacks", "histories", "valid_losses",
+                 "failures")} | {
             "model": [p.detach() for p in self.model.parameters()], "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -220,7 +264,8 @@ class StackedTraining:
                 p.copy_(saved)
         self.optimizer.params = list(self.model.parameters())
         self.optimizer.load_state_dict(state["optimizer"])
-        for name in ("positions", "best_ppl", "best_state", "histories", "valid_losses", "failures"):
+        for name in ("positions", "best_ppl", "best_state", "best_optimizer", "rollbacks", "histories", "valid_losses",
+                     "failures"):
             setattr(self, name, state[name])
 
 
