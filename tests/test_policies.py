@@ -131,3 +131,29 @@ def test_random_ws_samples_candidates_in_a_large_space(tiny_corpus):
     result = get_policy("random_ws")(config).search(toy_task(tiny_corpus, nodes=3))
     assert len({c.genotype for c in result.candidates}) == 5
     assert result.rankings == {} and result.ranking_history == []  # nothing to rank whole
+
+
+def test_random_ws_scores_the_whole_validation_split_at_its_scoring_batch(tiny_corpus, monkeypatch):
+    """randomNAS scores at batch 1,024 and Yu et al. at 256, whatever validation used in training."""
+    from naseval.core.data import batchify
+    from naseval.search.supernet import score_cells
+
+    supernet = SupernetConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, eval_batch_size=8,
+                                                                     bptt=10))
+    built = {}
+    real = naseval.search.evaluators.SharedWeights.__init__
+
+    def keep(self, *args, **options):
+        real(self, *args, **options)
+        built["evaluator"] = self
+
+    monkeypatch.setattr(naseval.search.evaluators.SharedWeights, "__init__", keep)
+    config = RandomWSConfig(ranking_every=0, score_batch_size=3)
+    result = get_policy("random_ws")(config).search(toy_task(tiny_corpus, supernet=supernet))
+    evaluator = built["evaluator"]
+    assert evaluator.score_data.size(1) == 3 and evaluator.valid_data.size(1) == 8
+    space = SearchSpace(2)
+    direct = score_cells(evaluator.model, batchify(tiny_corpus.splits["valid"], 3, evaluator.score_data.device),
+                         space.enumerate(), space, 10)
+    assert result.rankings[SHARED_WEIGHTS_RANKING] == direct
+    assert direct != score_cells(evaluator.model, evaluator.valid_data, space.enumerate(), space, 10)

@@ -1,12 +1,16 @@
 """`enas`: reinforcement learning over shared weights (Pham et al. 2018, ENAS, PTB recurrent cell).
 
 An LSTM controller emits the cell node by node: for each node its predecessor (attention over
-the controller states of the earlier nodes) and its op. Shared weights and controller train in
-turns: one epoch of the supernet on cells sampled from the controller, then REINFORCE steps
-with reward c / (validation perplexity of the sampled cell under the shared weights), an
-entropy bonus and a moving-average baseline. As in the original, node i owns one matrix per
-predecessor. The original's cells output the mean of their loose ends: here the space's
-`cell_output` says which rule every stage uses (loose_ends is the original's).
+the controller states of the earlier nodes, with melodyguan/enas's prior for near states) and
+its op. Shared weights and controller train in turns: one epoch of the supernet on cells sampled
+from the controller, then a controller phase of REINFORCE steps with reward c / (validation
+perplexity of the sampled cell on the next validation minibatch under the shared weights), an
+entropy bonus and a moving-average baseline; each phase restarts the reward minibatches, their
+recurrent state and the baseline, as carpedm20/ENAS-pytorch's trainer. As carpedm20's shared
+model, node i owns one matrix per predecessor, the output the decoder reads can be batch-normed
+(`batch_norm`) and the recurrent state's rows are clipped to a norm of 25 (`hidden_norm_clip`).
+The original's cells output the mean of their loose ends: here the space's `cell_output` says
+which rule every stage uses (loose_ends is the original's).
 
 Without weight sharing (`evaluator: oracle`) the reward is c / the cell's perplexity trained
 from scratch, and the search ends when the controller's steps are done or the oracle's budget
