@@ -22,7 +22,7 @@ TINY = {
     "train": TINY_TRAIN,
     "search": {"supernet": {"model": {"hidden_size": 8}, "train": TINY_TRAIN},
                "random_ws": {"ranking_every": 1}, "enas": {"ranking_every": 1}, "darts": {"ranking_every": 1},
-               "nao": {"ranking_every": 1, "epd": {"epochs": 20}, "supernet": {"train": {"epochs": 1}}}},
+               "nao": {"rounds": 2, "ranking_every": 1, "epd": {"epochs": 20}, "supernet": {"train": {"epochs": 1}}}},
     "ground_truth": {"seeds": [0, 1], "workers": 1},
     "oracle": {"seeds": [3, 4]},  # the default's 4 oracle seeds cost the tests time and show nothing more
 }
