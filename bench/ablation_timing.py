@@ -1,7 +1,7 @@
 """The weight-sharing ablation's experiments, their cost, and its table (docs/weight_sharing.md).
 
 Run from the project root of a fresh clone, after `dvc repro` (bench/repro_timing.py times that):
-    python bench/ablation_timing.py [--seeds N] [--shared-seeds M] [--oracle-only]
+    python bench/ablation_timing.py [--seeds N] [--shared-seeds M] [--oracle-only] [--budget B]
 The experiments without weight sharing run search seeds 0..N-1 (default 12: they cost lookups
 and one retrain per seed), those with it 0..M-1 (default 4, as params.yaml), their baseline
 (`random`) too. Every experiment names its evaluator: `dvc exp run` leaves an experiment's params
@@ -10,7 +10,8 @@ in the workspace, so a setting left out would be the previous experiment's.
 The equal-compute experiment: random search with the oracle at the budget one supernet training
 buys. Its budget is measured on the default run in the workspace: the mean wall seconds of a
 `random_ws` search (one supernet training, 10 epochs) over the mean seconds of one from-scratch
-training (the train stage's epochs, from its history.csv).
+training (the train stage's epochs, from its history.csv); `--budget` sets it instead, where the
+workspace's timings ran beside other work.
 
 Prints those two costs, one line per experiment with its wall time and its search seconds per
 seed, then what `naseval compare` prints; writes ablation.md, ablation.csv and ablation.png.
@@ -29,7 +30,7 @@ import pandas as pd
 RUNS = Path("runs/policies")
 ORACLE_EXPERIMENTS = [["policy=random_search"], ["policy=evolution"],
                       ["policy=enas", "search.enas.evaluator=oracle"], ["policy=nao", "search.nao.evaluator=oracle"]]
-SHARED_EXPERIMENTS = [["policy=enas", "search.enas.evaluator=shared_weights"],
+SHARED_EXPERIMENTS = [["policy=random_ws"], ["policy=enas", "search.enas.evaluator=shared_weights"],
                       ["policy=nao", "search.nao.evaluator=shared_weights"]]
 
 
@@ -68,10 +69,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=12, help="search seeds 0..N-1 without weight sharing")
     parser.add_argument("--shared-seeds", type=int, default=4, help="search seeds 0..M-1 with weight sharing")
     parser.add_argument("--oracle-only", action="store_true", help="only the experiments without weight sharing")
+    parser.add_argument("--budget", type=int, help="the equal-compute oracle budget, instead of the measured one")
     args = parser.parse_args()
     budget, supernet, cell = equal_compute_budget()
     print(f"one supernet training (random_ws search): {supernet:.1f} s; one from-scratch training: {cell:.1f} s; "
-          f"equal-compute oracle budget: {budget} cells\n")
+          f"equal-compute oracle budget: {budget} cells{f', set to {args.budget}' if args.budget else ''}\n")
+    budget = args.budget or budget
     print("| experiment | seeds | wall s | search s per seed |\n|---|---:|---:|---:|")
     for settings in ORACLE_EXPERIMENTS + [["policy=random_search", f"search.random_search.budget={budget}"]]:
         run(settings, args.seeds)
