@@ -291,7 +291,7 @@ class LanguageModel(nn.Module):
         p_embedding = c.dropoute if self.training else 0.0
         x = locked_dropout(embedding_dropout(self.encoder, words, p_embedding), c.dropouti, self.training)
         raw = self.cell(x, hidden, arch)  # (T, B, H)
-        shown = raw if getattr(self.cell, "output_norm", None) is None else self.cell.output_norm(raw)
+        shown = raw if self.cell.output_norm is None else self.cell.output_norm(raw)
         return locked_dropout(shown, c.dropout, self.training), raw[-1], raw
 
     def forward(self, words: torch.Tensor, hidden: torch.Tensor, arch) -> tuple[torch.Tensor, ...]:

@@ -143,7 +143,7 @@ class SharedWeights(Evaluator):
         trainer.py:393-467), the recurrent state carries over from one look to the next, whichever
         cell took it, and starts from zero when the minibatches start over."""
         self.model.eval()
-        if self.quick_batches.at_start or self.quick_hidden is None:
+        if self.quick_batches.at_start:  # new, restarted or wrapping: as the state
             self.quick_hidden = self.model.init_hidden(self.config.batch_size)
         x, y = self.quick_batches.next()
         with torch.no_grad():
@@ -152,8 +152,7 @@ class SharedWeights(Evaluator):
 
     def restart_quick_scores(self):
         """From the first validation minibatch and a zero state, as each of ENAS's controller phases."""
-        self.quick_batches.restart()
-        self.quick_hidden = None
+        self.quick_batches.restart()  # the next look starts the state anew too
 
     def rank_all(self, already=None):
         already = already or {}
