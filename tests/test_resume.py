@@ -13,13 +13,16 @@ import pytest
 import torch
 from conftest import ROOT, tiny_stage_inputs
 
-from naseval.core.errors import NasevalError
+from naseval.core import preemption
+from naseval.core.errors import NasevalError, Preempted
 from naseval.core.space import SearchSpace
 from naseval.nn.model import ModelConfig
+from naseval.nn.stacked import StackedLanguageModel
 from naseval.policies import SearchTask, get_policy
 from naseval.search.supernet import SupernetConfig
 from naseval.training.checkpoint import Checkpoint
-from naseval.training.recipe import TrainConfig, train_cell_reference
+from naseval.training.recipe import TrainConfig, build_model_and_data, train_cell_reference
+from naseval.training.stacked import StackedNTASGD, StackedTraining, train_cells_stacked
 
 SPACE = SearchSpace(2)
 TINY = ModelConfig(hidden_size=8)
@@ -96,6 +99,76 @@ def test_a_checkpoint_of_another_run_or_a_truncated_one_is_refused(tmp_path, tin
     torch.save({"model": {}}, tmp_path / "c.pt")
     with pytest.raises(NasevalError, match=r"c\.pt is not a naseval checkpoint"):
         Checkpoint(tmp_path / "c.pt", "run-a").load()
+
+
+def tensors(value):
+    """Every tensor in a nest of dicts, lists and tuples."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from tensors(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from tensors(item)
+
+
+def test_resume_restores_every_tensor_onto_the_device_of_the_parameters(tmp_path, tiny_corpus):
+    """A checkpoint written on one device and resumed on another (here the CPU's, resumed on
+    `meta`, which stands in for CUDA): the stacked optimizer's state, the best weights and the
+    averages must follow the parameters, or the first step after a resume mixes devices."""
+    config = replace(TRAIN, epochs=4)  # averaging from epoch 4: the averages hold weights of their own
+    checkpoint = Checkpoint(tmp_path / "batch.pt", "run-c")
+    train_cells_stacked([SPACE.from_id(3), SPACE.from_id(9)], tiny_corpus, 2, TINY, config, seed=1,
+                        show_progress=False, checkpoint=checkpoint)
+    template, _ = build_model_and_data(tiny_corpus, 2, TINY, config)
+    batch = StackedTraining(StackedLanguageModel(template.to("meta"), [SPACE.from_id(3), SPACE.from_id(9)]), config)
+    saved = checkpoint.load("meta")
+    batch.load_state_dict(saved["batch"])
+    restored = list(tensors([vars(batch), vars(batch.optimizer), list(batch.model.parameters())]))
+    assert len(restored) > 20 and {t.device.type for t in restored} == {"meta"}
+    assert bool(saved["batch"]["optimizer"]["averaging"].is_meta)  # what load() gave: already on meta
+    assert {t.device.type for t in tensors(saved["random"])} == {"meta"}  # restore_random_states moves them back
+
+
+def test_batched_training_stopped_within_an_epoch_resumes_to_the_same_cells(tmp_path, tiny_corpus, monkeypatch):
+    """A warning mid-epoch: the batch saves where it is (row, recurrent state, running losses)
+    and stops; the resumed run ends exactly as one never stopped."""
+    cells, config = [SPACE.from_id(3), SPACE.from_id(9), SPACE.from_id(20)], replace(TRAIN, epochs=4)
+    whole = train_cells_stacked(cells, tiny_corpus, 2, TINY, config, seed=2, show_progress=False)
+    steps, step = 0, StackedNTASGD.step
+
+    def warned_at_step_9(self, lr):
+        nonlocal steps
+        step(self, lr)
+        steps += 1
+        if steps == 9:
+            monkeypatch.setattr(preemption, "_requested", "SIGUSR1")
+
+    monkeypatch.setattr(StackedNTASGD, "step", warned_at_step_9)
+    checkpoint = Checkpoint(tmp_path / "batch.pt", "run-d")
+    with pytest.raises(Preempted, match=r"stopped by SIGUSR1: checkpoint saved at epoch \d+, row \d+"):
+        train_cells_stacked(cells, tiny_corpus, 2, TINY, config, seed=2, show_progress=False, checkpoint=checkpoint)
+    assert steps == 9 and checkpoint.load()["within"]["start"] > 0
+    monkeypatch.undo()
+    resumed = train_cells_stacked(cells, tiny_corpus, 2, TINY, config, seed=2, show_progress=False,
+                                  checkpoint=checkpoint)
+    for a, b in zip(resumed, whole, strict=True):
+        assert (a.valid_ppl, a.test_ppl) == (b.valid_ppl, b.test_ppl)
+        assert without_seconds(a.history) == without_seconds(b.history)
+
+
+def test_training_warned_stops_at_the_epochs_end_with_its_checkpoint_and_resumes(tmp_path, tiny_corpus, monkeypatch):
+    genotype = SPACE.from_id(13)
+    whole = train_cell_reference(genotype, tiny_corpus, 2, TINY, TRAIN, seed=4, show_progress=False)
+    checkpoint = Checkpoint(tmp_path / "train.pt", "run-e")
+    monkeypatch.setattr(preemption, "_requested", "SIGTERM")
+    with pytest.raises(Preempted, match="stopped by SIGTERM: checkpoint saved at the end of epoch 1"):
+        train_cell_reference(genotype, tiny_corpus, 2, TINY, TRAIN, seed=4, show_progress=False, checkpoint=checkpoint)
+    monkeypatch.undo()
+    resumed = train_cell_reference(genotype, tiny_corpus, 2, TINY, TRAIN, seed=4, show_progress=False,
+                                   checkpoint=checkpoint)
+    assert (resumed.valid_ppl, resumed.test_ppl) == (whole.valid_ppl, whole.test_ppl)
 
 
 def train_stage(tmp_path, out):

@@ -3,7 +3,8 @@ import stat
 
 import pytest
 
-from naseval.core.runtime import atomic_directory, write_atomic
+from naseval.core.errors import Preempted, RefusedCheckpoint, TrainingDiverged
+from naseval.core.runtime import RESUME, atomic_directory, write_atomic
 
 
 @pytest.fixture
@@ -28,6 +29,21 @@ def test_a_failed_block_leaves_neither_the_folder_nor_its_scratch(tmp_path):
         write_atomic(folder / "half.json", "{")
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("error, kept", [
+    (MemoryError("CUDA out of memory"), True),  # says nothing about the checkpoints: the next try resumes
+    (OSError("stale file handle"), True),
+    (Preempted("stopped by SIGUSR1: checkpoint saved"), True),
+    (RefusedCheckpoint("checkpoint of another run"), False),  # a verdict another try would repeat
+    (TrainingDiverged("training diverged"), False),
+])
+def test_a_resumable_folder_keeps_its_checkpoints_through_errors_that_are_not_verdicts(tmp_path, error, kept):
+    with pytest.raises(type(error)), atomic_directory(tmp_path / "out", resumable=True) as folder:
+        write_atomic(folder / RESUME / "train.pt", "epoch 3")
+        raise error
+    assert (tmp_path / ".out.partial" / RESUME / "train.pt").exists() == kept
+    assert not (tmp_path / "out").exists() and (not kept) == (list(tmp_path.iterdir()) == [])
 
 
 @pytest.mark.integration

@@ -7,3 +7,11 @@ class NasevalError(Exception):
 
 class TrainingDiverged(NasevalError):
     """The loss became NaN or infinite."""
+
+
+class RefusedCheckpoint(NasevalError):
+    """A checkpoint that cannot be resumed: unreadable, not ours, or of another run."""
+
+
+class Preempted(NasevalError):
+    """The run stopped on request (a preemption or time-limit warning) after saving its checkpoint."""

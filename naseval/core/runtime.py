@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from naseval.core.errors import NasevalError
+from naseval.core.errors import NasevalError, Preempted
 
 if TYPE_CHECKING:
     import torch
@@ -182,10 +182,13 @@ def atomic_directory(path: Path, resumable: bool = False) -> Iterator[Path]:
     """Yield a scratch folder that replaces `path` only if the block succeeds.
 
     A `resumable` scratch has a fixed name, `.<name>.partial`, and survives a kill (SIGKILL,
-    preemption, Ctrl-C): the next run finds the checkpoints left in its `RESUME` folder and
-    continues. An error raised in the block removes it, as it does a plain scratch folder; success
-    removes the `RESUME` folder, so the outputs hold results only. Where `NASEVAL_RESUME_DIR` is
-    set, `RESUME` is a link into that folder, which outlives the scratch folder's machine.
+    preemption, Ctrl-C) and any error that says nothing about the checkpoints (out of memory, a
+    lost GPU or file system): the next run finds them in its `RESUME` folder and continues. A
+    `NasevalError` (bad input, a refused checkpoint, a diverged run: a verdict that another try
+    would repeat) removes it, as any error does a plain scratch folder, except `Preempted`, a
+    stop that saved its checkpoint on purpose. Success removes the `RESUME` folder, so the outputs
+    hold results only. Where `NASEVAL_RESUME_DIR` is set, `RESUME` is a link into that folder,
+    which outlives the scratch folder's machine.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if resumable:
@@ -201,9 +204,10 @@ def atomic_directory(path: Path, resumable: bool = False) -> Iterator[Path]:
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(scratch, path)
-    except Exception:
-        _remove_resume(scratch, shared)
-        shutil.rmtree(scratch, ignore_errors=True)
+    except Exception as error:
+        if not resumable or (isinstance(error, NasevalError) and not isinstance(error, Preempted)):
+            _remove_resume(scratch, shared)
+            shutil.rmtree(scratch, ignore_errors=True)
         raise
     finally:
         if not resumable:

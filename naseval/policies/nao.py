@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from naseval.core import preemption
 from naseval.core.params import require
 from naseval.core.runtime import seed_everything
 from naseval.core.space import Genotype, SearchSpace
@@ -296,41 +297,44 @@ class NaoPolicy(SearchPolicy):
         trace, stop, done = Trace(space), f"ran {config.rounds} rounds", 0
         # Checkpoints at the end of each round: the child model, the EPD and the pool.
         checkpoint = task.tracking(epd=epd, optimizer=optimizer, history=history, **evaluator.stateful())
-        saved = checkpoint.load() if checkpoint else None
+        saved = checkpoint.load(evaluator.device) if checkpoint else None
         if saved:
             pool, scores, clamps = saved["pool"], saved["scores"], saved["clamps"]
             trace = Trace(space, saved["trace"])
             restore_random_states(saved["random"], rng)
             done = len(trace.rows)
-        for round_ in range(done + 1, config.rounds + 1):
-            rows = evaluator.train(sample_from_pool, lambda: pool[:VALIDATION_CELLS], f"nao round {round_}")
-            scores = evaluator.score(pool)
-            best = min(pool, key=lambda g: scores[space.to_id(g)])
-            row = trace.add(best, scores[space.to_id(best)], evaluator.cost, round=round_,
-                            epoch=round_ * task.supernet.train.epochs, pool=len(pool),
-                            child_valid_ppl=rows[-1]["valid_ppl"] if rows else None,
-                            epd_mse=None, epd_nll=None, new_cells=0, random_cells=0, step_size=None)
-            history(round_, epoch=row["epoch"])
-            if round_ == config.rounds:
-                break
-            budget_left = int(min(space.size, evaluator.remaining))
-            if budget_left == 0:
-                stop = f"the oracle's budget of {config.budget} cells was spent after round {round_}"
-                break
-            row |= train_epd(epd, optimizer, pool, performance_targets([scores[space.to_id(g)] for g in pool]),
-                             config.epd, rng)
-            ranked = sorted(pool, key=lambda g: scores[space.to_id(g)])
-            top = ranked[: clamped(config.top_cells, len(pool), "top_cells", clamps)]
-            wanted = min(clamped(config.new_cells, space.size - len(pool), "new_cells", clamps), budget_left)
-            new, row["step_size"] = propose(epd, top, set(pool), wanted, config.max_step_size)
-            row["new_cells"] = len(new)
-            drawn = random_cells_outside(space, set(pool) | set(new), min(config.random_cells, budget_left - len(new)),
-                                         rng)
-            row["random_cells"] = len(drawn)
-            pool = next_pool(ranked, new, drawn)
-            if checkpoint:
-                checkpoint.save({"pool": pool, "trace": trace.rows, "scores": scores, "clamps": clamps,
-                                 "random": random_states(rng)})
+        with preemption.listening():  # a stop request is answered at a round's end, where it checkpoints
+            for round_ in range(done + 1, config.rounds + 1):
+                rows = evaluator.train(sample_from_pool, lambda: pool[:VALIDATION_CELLS], f"nao round {round_}")
+                scores = evaluator.score(pool)
+                best = min(pool, key=lambda g: scores[space.to_id(g)])
+                row = trace.add(best, scores[space.to_id(best)], evaluator.cost, round=round_,
+                                epoch=round_ * task.supernet.train.epochs, pool=len(pool),
+                                child_valid_ppl=rows[-1]["valid_ppl"] if rows else None,
+                                epd_mse=None, epd_nll=None, new_cells=0, random_cells=0, step_size=None)
+                history(round_, epoch=row["epoch"])
+                if round_ == config.rounds:
+                    break
+                budget_left = int(min(space.size, evaluator.remaining))
+                if budget_left == 0:
+                    stop = f"the oracle's budget of {config.budget} cells was spent after round {round_}"
+                    break
+                row |= train_epd(epd, optimizer, pool, performance_targets([scores[space.to_id(g)] for g in pool]),
+                                 config.epd, rng)
+                ranked = sorted(pool, key=lambda g: scores[space.to_id(g)])
+                top = ranked[: clamped(config.top_cells, len(pool), "top_cells", clamps)]
+                wanted = min(clamped(config.new_cells, space.size - len(pool), "new_cells", clamps), budget_left)
+                new, row["step_size"] = propose(epd, top, set(pool), wanted, config.max_step_size)
+                row["new_cells"] = len(new)
+                drawn = random_cells_outside(space, set(pool) | set(new),
+                                             min(config.random_cells, budget_left - len(new)), rng)
+                row["random_cells"] = len(drawn)
+                pool = next_pool(ranked, new, drawn)
+                if checkpoint:
+                    checkpoint.save({"pool": pool, "trace": trace.rows, "scores": scores, "clamps": clamps,
+                                     "random": random_states(rng)})
+                    if preemption.requested():
+                        raise preemption.stop(f"checkpoint saved at the end of round {round_}")
 
         rankings = {}
         if enumerable:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from naseval.core.errors import NasevalError
+from naseval.core.errors import RefusedCheckpoint
 from naseval.core.runtime import write_atomic
 
 FORMAT = "naseval-checkpoint-1"
@@ -64,10 +64,10 @@ def random_states(rng: np.random.Generator) -> dict[str, Any]:
 def restore_random_states(states: dict[str, Any], rng: np.random.Generator) -> None:
     random.setstate(states["python"])
     np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
+    torch.set_rng_state(states["torch"].cpu())  # generator states are CPU tensors, wherever training runs
     rng.bit_generator.state = states["generator"]
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])
 
 
 class Checkpoint:
@@ -86,19 +86,24 @@ class Checkpoint:
                     "tracked": {name: obj.state_dict() for name, obj in self.tracked.items()}}, buffer)
         write_atomic(self.path, buffer.getvalue())
 
-    def load(self) -> dict[str, Any] | None:
-        """The saved state with the tracked objects restored, or None when there is no checkpoint."""
+    def load(self, device: torch.device | str = "cpu") -> dict[str, Any] | None:
+        """The saved state with the tracked objects restored, or None when there is no checkpoint.
+
+        Every tensor is restored onto `device`, where the run trains: state that is kept outside
+        the parameters (best weights, averages, a stacked optimizer's per-cell scalars) would
+        otherwise stay on the device it was mapped to and meet the parameters' in the next step.
+        """
         if not self.path.is_file():
             return None
         fix = "not resumed; run the stage again to start over"  # the failed stage discards its partial folder
         try:
-            saved = torch.load(self.path, map_location="cpu", weights_only=False)
+            saved = torch.load(self.path, map_location=torch.device(device), weights_only=False)
         except Exception as error:  # torch raises several types for a truncated or foreign file
-            raise NasevalError(f"unreadable checkpoint {self.path} ({error.__class__.__name__}): {fix}") from None
+            raise RefusedCheckpoint(f"unreadable checkpoint {self.path} ({error.__class__.__name__}): {fix}") from None
         if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-            raise NasevalError(f"{self.path} is not a naseval checkpoint: {fix}")
+            raise RefusedCheckpoint(f"{self.path} is not a naseval checkpoint: {fix}")
         if saved["fingerprint"] != self.fingerprint:
-            raise NasevalError(f"checkpoint {self.path} belongs to another run (its params, seed or data differ): "
+            raise RefusedCheckpoint(f"checkpoint {self.path} belongs to another run (its params, seed or data differ): "
                                f"{fix}")
         for name, obj in self.tracked.items():
             obj.load_state_dict(saved["tracked"][name])

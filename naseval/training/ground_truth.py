@@ -21,8 +21,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from naseval.core import preemption
 from naseval.core.data import Corpus
-from naseval.core.errors import NasevalError, TrainingDiverged
+from naseval.core.errors import NasevalError, Preempted, RefusedCheckpoint, TrainingDiverged
 from naseval.core.ground_truth_config import GroundTruthConfig
 from naseval.core.runtime import keep_freed_memory, read_json, write_json
 from naseval.core.space import Genotype, SearchSpace, format_genotype
@@ -68,21 +69,36 @@ class _Job:
     checkpoint: Checkpoint | None
 
 
-def _train_job(job: _Job) -> list[dict]:
+def _start_worker() -> None:
+    preemption.listen_forever()  # the stage forwards its stop requests to its workers
+
+
+def _train_job(job: _Job) -> list[dict] | None:
+    """The batch's cells, or None when a stop request came first (its checkpoint is saved)."""
     keep_freed_memory()
+    if preemption.requested():
+        return None
     genotypes = [job.space.from_id(i) for i in job.cell_ids]
     options = {"show_progress": False, "checkpoint": job.checkpoint, "cell_output": job.space.cell_output}
     args = (job.corpus, job.space.nodes, job.model_config, job.train_config, job.seed)
-    if job.train_config.implementation == "fast":
-        outcomes = train_cells_stacked(genotypes, *args, **options)
-    else:
-        outcomes = [train_cell_reference_outcome(genotypes[0], *args, **options)]
+    try:
+        if job.train_config.implementation == "fast":
+            outcomes = train_cells_stacked(genotypes, *args, **options)
+        else:
+            outcomes = [train_cell_reference_outcome(genotypes[0], *args, **options)]
+    except Preempted as stopped:
+        log.warning("cells %s: %s", format_cell_ids(job.cell_ids), stopped)
+        return None
     return [{"cell_id": i, "genotype": outcome.genotype, "status": "failed" if outcome.failure else "ok",
              "reason": outcome.failure, "valid_ppl": outcome.valid_ppl, "test_ppl": outcome.test_ppl,
              "epochs": None if outcome.failure else len(outcome.history),
              # the learning curve: what shorter budgets would have given (bench/reliability_study.py)
              "valid_ppl_by_epoch": [row["valid_ppl"] for row in outcome.history]}
             for i, outcome in zip(job.cell_ids, outcomes, strict=True)]
+
+
+def format_cell_ids(cell_ids: tuple[int, ...]) -> str:
+    return f"{cell_ids[0]}-{cell_ids[-1]}" if len(cell_ids) > 1 else str(cell_ids[0])
 
 
 def train_cell_reference_outcome(genotype: Genotype, *args, **options) -> CellOutcome:
@@ -113,7 +129,7 @@ class GroundTruthResume:
         kept = [read_json(path) for path in sorted(self.folder.glob("cell_*.json"))]
         foreign = [k for k in kept if k.get("run") != self.run]
         if foreign:
-            raise NasevalError(f"{self.folder} holds cells of another ground-truth run (its params, seed or data "
+            raise RefusedCheckpoint(f"{self.folder} holds cells of another ground-truth run (its params, seed or data "
                                f"differ): not resumed; run the stage again to start over")
         return [k["cell"] for k in kept]
 
@@ -159,15 +175,20 @@ def ground_truth_record(
              megabytes, config.workers)
     if done:
         log.info("resumed: %d of %d cells were already trained", len(done), cells_here)
+    stopped = 0
     with ExitStack() as stack:
+        stack.enter_context(preemption.listening())
         outcomes = map(_train_job, jobs)
         if config.workers > 1:
             # spawn, not fork: a forked child inherits the parent's OpenMP state and can hang.
-            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(config.workers))
+            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(config.workers, _start_worker))
             outcomes = pool.imap_unordered(_train_job, jobs)
         progress = stack.enter_context(tqdm(total=sum(map(len, (job.cell_ids for job in jobs))),
                                             desc=f"ground truth seed {seed}", unit="cell"))
         for batch in outcomes:
+            if batch is None:
+                stopped += 1
+                continue
             for cell in batch:
                 if cell["status"] == "ok":
                     log.info("cell %3d %-28s valid ppl %8.2f  test ppl %8.2f", cell["cell_id"],
@@ -178,6 +199,9 @@ def ground_truth_record(
             progress.update(len(batch))
             if finished:
                 finished.add(batch)
+    if stopped:
+        raise preemption.stop(f"{len(cells)} cells finished and kept, {stopped} batches stopped where they were "
+                              f"or not begun")
     record = {"seed": seed, "enumerable": True, "cell_output": space.cell_output}
     if group is not None:
         record |= {"group": group, "groups": len(config.cell_groups)}

@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from naseval.core import preemption
 from naseval.core.data import SPLITS, Corpus, batchify, get_batch
 from naseval.core.errors import TrainingDiverged
 from naseval.core.params import require
+from naseval.core.preemption import CheckpointTimer
 from naseval.core.runtime import DEVICES, resolve_device, seed_everything
 from naseval.core.space import Genotype, format_genotype
 from naseval.nn.model import PRECISIONS, LanguageModel, ModelConfig
@@ -264,21 +266,24 @@ def fit(
 
     `after_epoch(epoch)` finishes each epoch's training before its validation (ENAS trains its
     controller there) and returns columns to add to that epoch's history row. Like validation,
-    it sees the averaged weights once NT-ASGD has switched. With a `checkpoint`, every epoch
-    ends by saving the whole state, and a run that finds one continues from it.
+    it sees the averaged weights once NT-ASGD has switched. With a `checkpoint`, an epoch ends by
+    saving the whole state (every epoch, or as `preemption.CheckpointTimer` says), and a run that
+    finds one continues from it; a stop request is answered at the next epoch's end.
     """
     optimizer: torch.optim.Optimizer = sgd(model, config)
     best_ppl, best_state, history, valid_losses = math.inf, None, [], []
     rollback = Rollback(config)
-    saved = checkpoint.load() if checkpoint else None
+    saved = checkpoint.load(next(model.parameters()).device) if checkpoint else None
     if saved:
         optimizer, best_ppl, best_state, history, valid_losses = resumed(saved, model, config, rng)
         rollback.load_state_dict(saved["rollback"], best_state)
         log.info("%s: resumed from %s after epoch %d", description, checkpoint.path, len(history))
     done = len(history)
     tokens_per_epoch = (train_data.size(0) - 1) * train_data.size(1)
-    with tqdm(total=tokens_per_epoch * config.epochs, initial=tokens_per_epoch * done, desc=description,
-              unit="tok", unit_scale=True, leave=False, mininterval=1.0, disable=not show_progress) as progress:
+    timer = CheckpointTimer()
+    with preemption.listening(), tqdm(total=tokens_per_epoch * config.epochs, initial=tokens_per_epoch * done,
+                                      desc=description, unit="tok", unit_scale=True, leave=False, mininterval=1.0,
+                                      disable=not show_progress) as progress:
         for epoch in range(done + 1, config.epochs + 1):
             started = time.perf_counter()
             train_loss, optimizer = train_epoch(model, train_data, optimizer, config, rng, choose_arch, progress,
@@ -303,13 +308,16 @@ def fit(
             log.info("%s epoch %d: train ppl %.2f, valid ppl %.2f%s, %.0f tok/s", description, epoch,
                      perplexity(train_loss), perplexity(valid_loss), " (ASGD)" if averaging else "",
                      tokens_per_epoch / seconds)
-            if checkpoint:
+            if checkpoint and timer.due(epoch_end=True):
                 checkpoint.save({
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "averaging": isinstance(optimizer, torch.optim.ASGD), "best_ppl": best_ppl,
                     "best_state": best_state, "history": history, "valid_losses": valid_losses,
                     "rollback": rollback.state_dict(), "random": random_states(rng),
                 })
+                timer.saved()
+                if preemption.requested():
+                    raise preemption.stop(f"checkpoint saved at the end of epoch {epoch}")
     check_learned(best_ppl, model.decoder.out_features)
     return FitResult(best_ppl, best_state, history)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +21,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from naseval.core import preemption
 from naseval.core.data import Corpus, get_batch
 from naseval.core.errors import TrainingDiverged
+from naseval.core.preemption import CheckpointTimer
 from naseval.core.runtime import seed_everything
 from naseval.core.space import Genotype, format_genotype
 from naseval.nn.model import ModelConfig
@@ -116,11 +118,14 @@ class StackedNTASGD:
         self.averages = [a[index] for a in self.averages]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"averaging": self.averaging, "steps": self.steps, "eta": self.eta, "averages": self.averages}
+        """Its state; the averages only once some cell averages: until then they are a copy of
+        nothing a step reads (a checkpoint's largest part at paper scale, with the weights)."""
+        averages = self.averages if bool(self.averaging.any()) else None
+        return {"averaging": self.averaging, "steps": self.steps, "eta": self.eta, "averages": averages}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.averaging, self.steps, self.eta, self.averages = (
-            state["averaging"], state["steps"], state["eta"], state["averages"])
+        self.averaging, self.steps, self.eta = state["averaging"], state["steps"], state["eta"]
+        self.averages = state["averages"] or [p.detach().clone() for p in self.params]
 
 
 def clip_per_cell(params: Sequence[torch.nn.Parameter], max_norm: float) -> None:
@@ -187,12 +192,19 @@ class StackedTraining:
         return {a: reason if self.rollbacks[a] < MAX_ROLLBACKS else f"{reason}, after {MAX_ROLLBACKS} rollbacks"
                 for a, reason in reasons.items() if a not in back}
 
-    def train_epoch(self, data: torch.Tensor, rng: np.random.Generator, progress: tqdm, epoch: int) -> list[float]:
-        """One pass over `data`, the `epoch`-th; each surviving cell's mean training loss per token."""
+    def train_epoch(self, data: torch.Tensor, rng: np.random.Generator, progress: tqdm, epoch: int,
+                    within: dict[str, Any] | None = None,
+                    safe_point: Callable[[dict[str, Any]], None] | None = None) -> list[float]:
+        """One pass over `data`, the `epoch`-th; each surviving cell's mean training loss per token.
+        `within`: where a checkpoint taken inside this epoch left it. `safe_point(within)` is
+        called after every step with what a checkpoint must keep to continue from there."""
         model, config = self.model, self.config
         model.train()
-        hidden = model.init_hidden(data.size(1))
-        totals, count, start = torch.zeros(len(self.positions), dtype=torch.float64), 0, 0
+        if within:
+            start, count, totals, hidden = within["start"], within["count"], within["totals"], within["hidden"]
+        else:
+            hidden = model.init_hidden(data.size(1))
+            totals, count, start = torch.zeros(len(self.positions), dtype=torch.float64), 0, 0
         while start < data.size(0) - 2 and self.positions:
             seq_len = sequence_length(config, rng)
             x, y = get_batch(data, start, seq_len)
@@ -220,6 +232,8 @@ class StackedTraining:
             count += y.numel()
             start += x.size(0)
             progress.update(y.numel() * len(self.positions))
+            if safe_point and start < data.size(0) - 2:
+                safe_point({"start": start, "count": count, "totals": totals, "hidden": hidden.detach()})
         return (totals / max(count, 1)).tolist()
 
     def end_epoch(self, epoch: int, train_losses: list[float], valid_data: torch.Tensor, seconds: float) -> None:
@@ -287,24 +301,39 @@ def train_cells_stacked(
     template, (train_data, valid_data, test_data) = build_model_and_data(
         corpus, nodes, model_config, config, output=cell_output)
     batch = StackedTraining(StackedLanguageModel(template, genotypes), config)
-    saved = checkpoint.load() if checkpoint else None
+    saved = checkpoint.load(template.decoder.weight.device) if checkpoint else None
     if saved:
         batch.load_state_dict(saved["batch"])
         restore_random_states(saved["random"], rng)
-        log.info("%s: resumed from %s after epoch %d", description, checkpoint.path, saved["epoch"])
-    done = saved["epoch"] if saved else 0
+        log.info("%s: resumed from %s after epoch %d%s", description, checkpoint.path, saved["epoch"],
+                 f" and row {saved['within']['start']} of the next" if saved["within"] else "")
+    done, within = (saved["epoch"], saved["within"]) if saved else (0, None)
+    timer = CheckpointTimer()
+
+    def save(epoch: int, position: dict[str, Any] | None) -> None:
+        """Save after `epoch` epochs and, with a `position`, part of the next; stop if asked to."""
+        checkpoint.save({"epoch": epoch, "within": position, "batch": batch.state_dict(), "random": random_states(rng)})
+        timer.saved()
+        if preemption.requested():
+            where = f"epoch {epoch + 1}, row {position['start']}" if position else f"the end of epoch {epoch}"
+            raise preemption.stop(f"checkpoint saved at {where}")
+
     tokens_per_epoch = (train_data.size(0) - 1) * train_data.size(1)
-    with tqdm(total=tokens_per_epoch * config.epochs * len(genotypes), desc=description, unit="tok",
-              unit_scale=True, leave=False, mininterval=1.0, disable=not show_progress) as progress:
+    with preemption.listening(), tqdm(total=tokens_per_epoch * config.epochs * len(genotypes), desc=description,
+                                      unit="tok", unit_scale=True, leave=False, mininterval=1.0,
+                                      disable=not show_progress) as progress:
         for epoch in range(done + 1, config.epochs + 1):
             started = time.perf_counter()
-            train_losses = batch.train_epoch(train_data, rng, progress, epoch)
+            safe_point = (lambda position: save(epoch - 1, position) if timer.due(epoch_end=False) else None
+                          ) if checkpoint else None
+            train_losses = batch.train_epoch(train_data, rng, progress, epoch, within, safe_point)
+            within = None
             if batch.positions:
                 batch.end_epoch(epoch, train_losses, valid_data, time.perf_counter() - started)
             log.info("%s epoch %d: %d cells, %.0f tok/s", description, epoch, len(batch.positions),
                      tokens_per_epoch * len(batch.positions) / (time.perf_counter() - started))
-            if checkpoint:
-                checkpoint.save({"epoch": epoch, "batch": batch.state_dict(), "random": random_states(rng)})
+            if checkpoint and timer.due(epoch_end=True):
+                save(epoch, None)
     return outcomes(batch, genotypes, test_data, template.decoder.out_features)
 
 

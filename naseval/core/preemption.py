@@ -1,0 +1,97 @@
+"""Stop requests: a cluster's warning before it preempts a job or its time runs out, turned into a
+saved checkpoint and a clean exit instead of lost work.
+
+Slurm sends the warning as a signal (`sbatch --signal=B:USR1@<seconds>` to the job, which forwards
+it to the stage; SIGTERM when it preempts or cancels). Training loops that can save listen for
+these signals while they run and look at `requested()` at their safe points: the batched
+from-scratch training after every step, the other loops at their epochs' or rounds' ends. Outside
+those loops the signals keep their default effect, so a stage that trains nothing still ends at
+once. A timer (NASEVAL_CHECKPOINT_SECONDS, set by a campaign's jobs from launch.yaml) spaces the
+checkpoints out in time instead of writing one per epoch; it changes no result, since a resumed
+run continues exactly where the checkpoint was taken.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from naseval.core.errors import Preempted
+
+SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+WARNING_SIGNAL = signal.SIGUSR1  # a time-limit or preemption warning; SIGTERM also cancels
+STAGE_PID_ENV = "NASEVAL_STAGE_PID_FILE"  # where a campaign's job learns whom to forward signals to
+CHECKPOINT_SECONDS_ENV = "NASEVAL_CHECKPOINT_SECONDS"
+
+_requested: str | None = None  # the name of the signal that asked this process to stop
+
+
+def requested() -> str | None:
+    """The signal that asked this process to stop ("SIGUSR1", "SIGTERM"), or None."""
+    return _requested
+
+
+def _on_signal(number: int, frame) -> None:
+    global _requested
+    _requested = signal.Signals(number).name
+    for child in multiprocessing.active_children():  # a ground truth's worker processes
+        try:
+            os.kill(child.pid, number)
+        except ProcessLookupError:
+            pass
+
+
+def listen_forever() -> None:
+    """Turn the stop signals into requests for the rest of this process's life (a training
+    worker, which only trains)."""
+    for number in SIGNALS:
+        signal.signal(number, _on_signal)
+
+
+@contextmanager
+def listening() -> Iterator[None]:
+    """Turn the stop signals into requests while the block runs; where a campaign's job asked
+    for it, say so in its pid file, so that the job forwards its warnings here."""
+    if multiprocessing.parent_process() is not None:
+        yield  # a pool worker: it listens for its whole life already
+        return
+    previous = {number: signal.getsignal(number) for number in SIGNALS}
+    listen_forever()
+    pid_file = os.environ.get(STAGE_PID_ENV)
+    if pid_file:
+        Path(pid_file).write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def stop(what: str) -> Preempted:
+    """The error that ends a run which saved its checkpoint (`what`) on request."""
+    return Preempted(f"stopped by {_requested}: {what}; run the stage again to continue from it")
+
+
+class CheckpointTimer:
+    """When a run saves: at every epoch's end by default; with NASEVAL_CHECKPOINT_SECONDS, once
+    that many seconds have passed since the last save (also within an epoch, where the loop can
+    save there), and at once when a stop was requested."""
+
+    def __init__(self) -> None:
+        self.every = float(os.environ.get(CHECKPOINT_SECONDS_ENV, "0"))
+        self.last = time.monotonic()
+
+    def due(self, epoch_end: bool) -> bool:
+        if _requested:
+            return True
+        if self.every <= 0:
+            return epoch_end
+        return time.monotonic() - self.last >= self.every
+
+    def saved(self) -> None:
+        self.last = time.monotonic()
