@@ -2,15 +2,34 @@
 checkpoints on shared storage."""
 
 import os
+import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 from tiny_repo import run, tiny_repo
 
-from naseval.campaign.config import LaunchConfig, LocalConfig, SlurmConfig, read_launch_config
+from naseval.campaign import driver, executors
+from naseval.campaign.config import (
+    LaunchConfig,
+    LocalConfig,
+    Resources,
+    ResourcesByKind,
+    SlurmConfig,
+    read_launch_config,
+)
 from naseval.campaign.driver import Launch
-from naseval.campaign.executors import Executor, JobSpec, LocalExecutor, SlurmExecutor, make_executor
+from naseval.campaign.executors import (
+    Executor,
+    JobSpec,
+    LocalExecutor,
+    SlurmError,
+    SlurmExecutor,
+    make_executor,
+    visible_device,
+)
+from naseval.campaign.ledger import Campaign
 from naseval.campaign.pipeline import Pipeline, Stage, read_pipeline
 from naseval.campaign.plan import JobFacts, State, plan
 from naseval.core.errors import NasevalError
@@ -39,17 +58,17 @@ def test_stages_up_to_date_in_the_workspace_are_done_and_free_the_next_wave():
 
 
 def test_a_succeeded_job_is_done_an_active_one_is_not_submitted_again():
-    done = {"key-prepare": JobFacts(succeeded=True, attempts=1),
-            "key-search@a-0": JobFacts(active=True, attempts=1)}
+    done = {"key-prepare": JobFacts(succeeded=True),
+            "key-search@a-0": JobFacts(active=True)}
     current = plan(pipeline(), [], done, retries=2)
     assert current.states == {"prepare": State.DONE, "ground_truth@0": State.READY, "search@a-0": State.ACTIVE,
                               "extract@a-0": State.WAITING, "analyze": State.WAITING}
 
 
-def test_a_job_that_ended_without_success_is_retried_then_fails_and_blocks_what_needs_it():
-    prepared = {"key-prepare": JobFacts(succeeded=True, attempts=1)}
-    for attempts, state in [(1, State.READY), (3, State.READY), (4, State.FAILED)]:
-        current = plan(pipeline(), [], {**prepared, "key-search@a-0": JobFacts(attempts=attempts)}, retries=3)
+def test_a_job_that_failed_is_retried_then_fails_and_blocks_what_needs_it():
+    prepared = {"key-prepare": JobFacts(succeeded=True)}
+    for failures, state in [(1, State.READY), (3, State.READY), (4, State.FAILED)]:
+        current = plan(pipeline(), [], {**prepared, "key-search@a-0": JobFacts(failures=failures)}, retries=3)
         assert current.states["search@a-0"] == state
     assert current.states["extract@a-0"] == State.BLOCKED and current.states["analyze"] == State.BLOCKED
     assert current.states["ground_truth@0"] == State.READY and not current.finished
@@ -65,10 +84,14 @@ def test_targets_limit_the_campaign_to_what_they_need():
 class FakeExecutor(Executor):
     name = "fake"
 
-    def __init__(self, slots: int = 100):
+    def __init__(self, slots: int = 100, end_states: dict | None = None):
         self.slots, self.submitted, self.running, self.queue = slots, [], set(), {}
+        self.end_states = end_states or {}
+        self.refuse_after: int | None = None  # sbatch fails from this submission on (a per-user job limit)
 
     def submit(self, job: JobSpec, device: str | None) -> str:
+        if self.refuse_after is not None and len(self.submitted) >= self.refuse_after:
+            raise SlurmError("sbatch: error: QOSMaxSubmitJobPerUserLimit")
         job_id = f"fake:{len(self.submitted)}"
         self.submitted.append(job.stage)
         self.running.add(job_id)
@@ -80,11 +103,14 @@ class FakeExecutor(Executor):
     def cancel(self, job_id):
         self.running.discard(job_id)
 
-    def free_devices(self, busy):
-        return [None] * (self.slots - len(busy))
+    def placements(self, stages, busy):
+        return [(stage, None) for stage in stages[:self.slots - len(busy)]]
 
     def queued_as(self, job):
         return self.queue.get(job.key)
+
+    def end_state(self, job_id):
+        return self.end_states.get(job_id)
 
 
 def launch_with(tmp_path: Path, executor: Executor, retries: int = 1) -> Launch:
@@ -110,13 +136,99 @@ def test_waves_follow_outcomes_and_a_lost_job_is_resubmitted_until_its_retries_a
     current, submitted = launch.step(pipeline(), "abc", dry_run=False)
     assert submitted == ["ground_truth@0"]  # one slot: search@a-0 waits its turn
     assert current.states["search@a-0"] == State.READY
-    for attempt in (2, 3):  # ground truth's job vanishes (cancelled, preempted) without an outcome
+    for attempt in (2, 3):  # ground truth's job vanishes without an outcome or accounting: a failure
         executor.running.clear()
         current, submitted = launch.step(pipeline(), "abc", dry_run=False)
         assert submitted == (["ground_truth@0"] if attempt == 2 else ["search@a-0"])
     assert current.states["ground_truth@0"] == State.FAILED
     with launch.campaign.ledger() as entries:
         assert [len(entries[f"key-{name}"]["attempts"]) for name in ("prepare", "ground_truth@0")] == [1, 2]
+
+
+def test_interrupted_jobs_are_resubmitted_without_spending_a_retry_and_a_failure_spends_one(tmp_path):
+    ends = {"fake:1": "TIMEOUT", "fake:2": "PREEMPTED", "fake:4": "CANCELLED by 1000"}
+    executor = FakeExecutor(end_states=ends)
+    launch = Launch(tmp_path, ["ground_truth@0"], LaunchConfig(campaign_dir="campaign", remote="shared", retries=0),
+                    executor)
+    state = {}
+    for attempt in range(5):  # 0: prepare; then ground truth's: timed out, preempted, warned, cancelled
+        current, _ = launch.step(pipeline(), "abc", dry_run=False)
+        state[attempt] = current.states["ground_truth@0"]
+        executor.running.clear()
+        if attempt == 0:
+            launch.campaign.write_outcome("key-prepare", {"job_id": "fake:0", "succeeded": True})
+        if attempt == 3:  # no accounting says why, but the job itself: warned, saved and stopped
+            launch.campaign.write_outcome("key-ground_truth@0", {"job_id": "fake:3", "succeeded": False,
+                                                                  "stopped_by": "SIGUSR1"})
+    current, _ = launch.step(pipeline(), "abc", dry_run=False)
+    with launch.campaign.ledger() as entries:
+        ended = [attempt["ended"] for attempt in entries["key-ground_truth@0"]["attempts"]]
+    assert ended == ["interrupted", "interrupted", "interrupted", "failed"]
+    assert [state[a] for a in range(1, 5)] == [State.ACTIVE] * 4 and current.states["ground_truth@0"] == State.FAILED
+
+
+def test_a_failing_sbatch_loses_none_of_the_submissions_before_it(tmp_path):
+    executor = FakeExecutor()
+    executor.refuse_after = 1  # the second submission hits a job limit
+    ready_two = pipeline(stale=("ground_truth@0", "search@a-0", "extract@a-0", "analyze"))
+    with pytest.raises(SlurmError, match="QOSMaxSubmitJobPerUserLimit"):
+        launch_with(tmp_path, executor).step(ready_two, "abc", dry_run=False)
+    again = launch_with(tmp_path, FakeExecutor())  # a new driver, later: it knows only the ledger
+    again.executor.running = executor.running
+    current, submitted = again.step(ready_two, "abc", dry_run=False)
+    assert executor.submitted == ["ground_truth@0"] and submitted == ["search@a-0"]
+    assert current.states["ground_truth@0"] == State.ACTIVE
+
+
+def test_waiting_outlasts_failed_looks_at_slurm(tmp_path, monkeypatch):
+    class Flaky(FakeExecutor):
+        """Its first two looks fail; every job it runs succeeds at once."""
+
+        looks = 0
+
+        def observe(self):
+            self.looks += 1
+            if self.looks <= 2:
+                raise SlurmError("squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation")
+
+        def submit(self, job, device):
+            job_id = super().submit(job, device)
+            self.running.discard(job_id)
+            Campaign(job.campaign).write_outcome(job.key, {"job_id": job_id, "succeeded": True})
+            return job_id
+
+    monkeypatch.setattr(driver, "read_pipeline", lambda workspace: pipeline())
+    monkeypatch.setattr(driver, "committed_head", lambda workspace: "abc")
+    config = LaunchConfig(campaign_dir="campaign", remote="shared", poll_seconds=0.01)
+    final = Launch(tmp_path, [], config, Flaky()).run(wait=True)
+    assert final.finished and set(final.states.values()) == {State.DONE}
+    monkeypatch.setattr(driver, "MAX_FAILED_LOOKS", 1)
+    with pytest.raises(SlurmError, match="Socket timed out"):
+        Launch(tmp_path / "again", [], config, Flaky()).run(wait=True)
+
+
+def test_a_slurm_command_that_fails_is_retried_with_growing_waits_and_squeue_runs_once_per_look(monkeypatch):
+    calls, waits = [], []
+    answers = iter([(1, "", "slurm_load_jobs error: Socket timed out"), (1, "", "timed out"),
+                    (0, "12|RUNNING|naseval-k1\n13|COMPLETED|naseval-k2\n", "")])
+
+    def fake_run(command, **kwargs):
+        calls.append(command[0])
+        returncode, stdout, stderr = next(answers)
+        return subprocess.CompletedProcess(command, returncode, stdout, stderr)
+
+    monkeypatch.setattr(executors.subprocess, "run", fake_run)
+    monkeypatch.setattr(executors.time, "sleep", waits.append)
+    executor = SlurmExecutor(LaunchConfig())
+    executor.observe()
+    assert executor.alive(["slurm:12", "slurm:13", "slurm:14"]) == {"slurm:12"}
+    job = JobSpec("train@a-0", "k1", "abc", Path("/w"), Path("/c"), "/cache")
+    assert executor.queued_as(job) == "slurm:12" and executor.queued_as(replace(job, key="k2")) is None
+    assert calls == ["squeue"] * 3 and waits == [2.0, 8.0]  # two failures, then one listing for every question
+    monkeypatch.setattr(executors.subprocess, "run", lambda command, **kwargs: subprocess.CompletedProcess(
+        command, 1, "", "sbatch: error: Batch job submission failed: Invalid partition name specified"))
+    with pytest.raises(SlurmError, match="sbatch --parsable failed 4 times: .*Invalid partition name"):
+        executors.slurm("sbatch", "--parsable", "job.sh")
 
 
 def test_a_job_the_cluster_has_but_the_ledger_lost_is_adopted_not_resubmitted(tmp_path):
@@ -133,24 +245,45 @@ def test_a_dry_run_submits_nothing(tmp_path):
     assert submitted == [] and executor.submitted == [] and current.having(State.READY) == ["prepare"]
 
 
-def test_local_jobs_get_one_gpu_each_or_a_count_of_cpu_slots():
-    gpus = LocalExecutor(LaunchConfig(local=LocalConfig(gpus=("0", "1", "2"))))
-    assert gpus.free_devices(["1"]) == ["0", "2"]
+def test_local_gpu_jobs_get_a_gpu_entry_each_and_the_others_a_cpu_slot():
+    ready = ["ground_truth@0", "search@a-0", "extract@a-0", "analyze", "train@a-0"]
+    shared = LocalExecutor(LaunchConfig(local=LocalConfig(gpus=("0", "0", "1"), jobs=1)))
+    # one job on GPU 0 already: its second entry and GPU 1 remain; the file-only stages take no GPU
+    assert shared.placements(ready, ["0"]) == [("ground_truth@0", "0"), ("search@a-0", "1"), ("extract@a-0", None)]
+    assert shared.placements(ready, ["0", None]) == [("ground_truth@0", "0"), ("search@a-0", "1")]
     cpus = LocalExecutor(LaunchConfig(local=LocalConfig(jobs=2)))
-    assert cpus.free_devices([None]) == [None] and cpus.free_devices([None, None]) == []
+    assert cpus.placements(ready, [None]) == [("ground_truth@0", None)] and cpus.placements(ready, [None, None]) == []
 
 
-def test_the_slurm_script_asks_for_what_launch_yaml_says(tmp_path):
-    config = LaunchConfig(slurm=SlurmConfig(partition="gpu", gres="gpu:1", time="02:00:00", mem="32G",
-                                            ground_truth_time="48:00:00", extra=("--account=nas",)))
+def test_inside_an_allocation_local_gpu_ids_index_into_the_gpus_it_gave():
+    assert visible_device("1", "4,6") == "6" and visible_device("1", None) == "1" and visible_device(None, "4") == ""
+    assert visible_device("GPU-8f3a", "4,6") == "GPU-8f3a"  # a UUID names one GPU itself
+    with pytest.raises(NasevalError, match="local.gpus: 2 is not among the 2 GPUs this allocation gives"):
+        visible_device("2", "4,6")
+
+
+def test_the_slurm_script_asks_for_what_launch_yaml_says_per_kind_of_stage(tmp_path):
+    config = LaunchConfig(
+        slurm=SlurmConfig(partition="gpu", gres="gpu:1", time="02:00:00", mem="32G", extra=("--account=nas",),
+                          signal_seconds=600, setup=("module load cuda/12.4",)),
+        resources=ResourcesByKind(ground_truth=Resources(time="48:00:00"),
+                                  prepare=Resources(partition="cpu", cpus_per_task=1),
+                                  search=Resources(gres="none")))
     executor = SlurmExecutor(config)
-    job = JobSpec("ground_truth@0", "k1", "abc", tmp_path, tmp_path / "campaign", "/cache")
-    script = executor.script(job)
+
+    def script(stage):
+        return executor.script(JobSpec(stage, "k1", "abc", tmp_path, tmp_path / "campaign", "/cache"))
+
+    ground_truth = script("ground_truth@0-1")
     for option in ("--job-name=naseval-k1", "--requeue", "--partition=gpu", "--gres=gpu:1", "--mem=32G",
-                   "--time=48:00:00", "--account=nas", f"--chdir={tmp_path}"):
-        assert f"#SBATCH {option}\n" in script
-    assert "--time=02:00:00" in executor.script(JobSpec("train@a-0", "k2", "abc", tmp_path, tmp_path, "/cache"))
-    assert script.splitlines()[-1].startswith("exec ") and "naseval.campaign.job" in script
+                   "--time=48:00:00", "--account=nas", f"--chdir={tmp_path}", "--signal=B:USR1@600"):
+        assert f"#SBATCH {option}\n" in ground_truth
+    assert ground_truth.splitlines()[-2] == "module load cuda/12.4"
+    assert ground_truth.splitlines()[-1].startswith("exec ") and "naseval.campaign.job" in ground_truth
+    train, prepare, search = script("train@a-0"), script("prepare"), script("search@random-3")
+    assert "--time=02:00:00\n" in train and "--gres=gpu:1\n" in train
+    assert "--partition=cpu\n" in prepare and "--cpus-per-task=1\n" in prepare and "--gres" not in prepare
+    assert "--gres" not in search and "--gres" not in script("analyze")  # asked not to, and a file-only kind
 
 
 def test_launch_settings_are_checked(tmp_path):

@@ -3,6 +3,7 @@ single-node Slurm, each collected by `dvc repro` and compared with a serial `dvc
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -142,3 +143,40 @@ def test_a_slurm_campaign_submits_nothing_twice_collects_and_resumes_a_cancelled
     assert "resumed: " in log and "of 4 cells were already trained" in log
     restored = run(repo, "dvc", "repro", "ground_truth@0-0").stdout
     assert "Stage 'ground_truth@0-0' is cached" in restored and "Running stage" not in restored
+
+
+@pytest.mark.slurm
+def test_a_preempted_ground_truth_job_saves_within_its_epoch_and_resumes_without_spending_a_retry(
+        tmp_path, ptb, slurm):
+    # retries: 0, so a warning counted as a failure would leave the stage failed
+    repo = campaign_repo(tmp_path, "poll_seconds: 0.5\nretries: 0\nslurm:\n  cpus_per_task: 1\n  time: \"00:20:00\"\n")
+    params = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(params.replace("epochs: 1\n", "epochs: 30\n"))
+    run(repo, "git", "commit", "-qam", "a ground truth long enough to be preempted")
+    run(repo, "dvc", "repro", "prepare")
+    driver = subprocess.Popen([*NASEVAL, "launch", "--wait", "ground_truth@0-0"], cwd=repo,
+                              env=environment(slurm), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    jobs = repo / ".naseval" / "campaign" / "jobs"
+
+    def training() -> bool:  # the batch of cells is past its first epoch
+        return any("train epoch 2:" in log.read_text() for log in jobs.glob("*/slurm-*.log"))
+
+    wait_for(training, 180, "the ground truth's second epoch")
+    (key, entry), = ledger(repo).items()
+    warned = entry["attempts"][0]["job_id"]
+    run(repo, "scancel", "--signal=USR1", "--batch", warned.removeprefix("slurm:"), env=slurm)  # as --signal=B:USR1
+    output, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 0, output
+    attempts = ledger(repo)[key]["attempts"]
+    assert [a["job_id"] for a in attempts][0] == warned and [a["ended"] for a in attempts] == ["interrupted", "succeeded"]
+    first = (jobs / key / f"slurm-{warned.removeprefix('slurm:')}.log").read_text()
+    assert "SIGUSR1: forwarded to the stage" in first and "stopped by SIGUSR1: checkpoint saved at epoch" in first
+    second = (jobs / key / f"slurm-{attempts[1]['job_id'].removeprefix('slurm:')}.log").read_text()
+    assert re.search(r"resumed from \S+ after epoch \d+ and row \d+ of the next", second)
+    assert outcome(repo, key)["succeeded"] and not (repo / ".naseval" / "campaign" / "resume" / key).exists()
+    restored = run(repo, "dvc", "repro", "ground_truth@0-0").stdout
+    assert "Stage 'ground_truth@0-0' is cached" in restored and "Running stage" not in restored
+    cells = repo / "runs" / "ground_truth" / "seed_0" / "group_0" / "cells.json"
+    resumed = cells.read_bytes()
+    run(repo, "dvc", "repro", "--force", "--single-item", "ground_truth@0-0")  # the same, never stopped
+    assert cells.read_bytes() == resumed

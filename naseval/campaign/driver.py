@@ -2,9 +2,10 @@
 
 A launch submits every stage whose needs are done, then, with `wait`, polls the executor and
 submits each next wave as the previous one finishes, resubmitting a job that ended without
-success while it has retries left (it resumes from its checkpoint). Everything it knows lives in
-the campaign's ledger and in each job's outcome, so a killed driver loses nothing: `status` and
-a new launch read them back.
+success (it resumes from its checkpoint): always after an interruption (a warning before
+preemption or the time limit, a preemption, a timeout), after a failure while retries are left.
+Everything it knows lives in the campaign's ledger and in each job's outcome, so a killed driver
+loses nothing: `status` and a new launch read them back.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from naseval.campaign.config import LaunchConfig
-from naseval.campaign.executors import Executor, JobSpec
-from naseval.campaign.ledger import Campaign, record_attempt
+from naseval.campaign.config import LaunchConfig, absolute
+from naseval.campaign.executors import Executor, JobSpec, SlurmError
+from naseval.campaign.ledger import FAILED, INTERRUPTED, Campaign, classify_end, record_attempt
 from naseval.campaign.pipeline import Pipeline, read_pipeline
 from naseval.campaign.plan import JobFacts, Plan, State, plan
 from naseval.core.errors import NasevalError
 
 log = logging.getLogger("naseval")
+MAX_FAILED_LOOKS = 10  # failed looks at Slurm in a row before --wait gives up (a broken setup, not a hiccup)
 
 
 @dataclass
@@ -34,7 +36,7 @@ class Launch:
     executor: Executor
 
     def __post_init__(self) -> None:
-        self.workspace = self.workspace.resolve()
+        self.workspace = absolute(self.workspace)
         self.campaign = Campaign(self.config.campaign_folder(self.workspace))
 
     @functools.cached_property
@@ -45,15 +47,27 @@ class Launch:
         from dvc.repo import Repo
 
         with Repo(str(self.workspace)) as repo:
-            return str(Path(repo.cache.local_cache_dir).resolve())
+            return str(absolute(Path(repo.cache.local_cache_dir)))
 
     def run(self, wait: bool = False, dry_run: bool = False) -> Plan:
-        """Submit what is ready; with `wait`, until every target stage is done or failed."""
+        """Submit what is ready; with `wait`, until every target stage is done or failed. While
+        waiting, a look at Slurm that fails (after its own retries) is tried again at the next
+        poll, up to MAX_FAILED_LOOKS in a row."""
         commit = committed_head(self.workspace)
         pipeline = read_pipeline(self.workspace)
-        counts = ""
+        counts, failed_looks = "", 0
         while True:
-            current, submitted = self.step(pipeline, commit, dry_run)
+            try:
+                current, submitted = self.step(pipeline, commit, dry_run)
+                failed_looks = 0
+            except SlurmError as error:
+                failed_looks += 1
+                if not wait or dry_run or failed_looks > MAX_FAILED_LOOKS:
+                    raise
+                log.warning("%s; looking again in %g s (%d of %d failed looks in a row)", error,
+                            self.config.poll_seconds, failed_looks, MAX_FAILED_LOOKS)
+                time.sleep(self.config.poll_seconds)
+                continue
             if dry_run:
                 for name in current.having(State.READY):
                     log.info("would submit %s (key %s)", name, pipeline.stages[name].key)
@@ -66,18 +80,24 @@ class Launch:
             time.sleep(self.config.poll_seconds)
 
     def step(self, pipeline: Pipeline, commit: str, dry_run: bool) -> tuple[Plan, list[str]]:
-        """One look at the campaign and one round of submissions, under the ledger's lock."""
+        """One look at the campaign and one round of submissions, under the ledger's lock, which
+        is written after every submission and whatever ends the round."""
         with self.campaign.ledger() as entries:
+            self.executor.observe()
             alive = self.alive(entries)
+            if not dry_run:
+                self.classify_ended(entries, alive)
+                self.campaign.remove_dead_clones(alive, self.executor.name)
             current = self.plan(pipeline, entries, alive)
             if dry_run:
                 return current, []
             busy = [entry["attempts"][-1]["device"] for entry in entries.values()
                     if entry["attempts"][-1]["job_id"] in alive]
             submitted, adopted_any = [], False
-            for name, device in zip(current.having(State.READY), self.executor.free_devices(busy), strict=False):
+            for name, device in self.executor.placements(current.having(State.READY), busy):
                 stage = pipeline.stages[name]
-                job = JobSpec(name, stage.key, commit, self.workspace, self.campaign.folder, self.storage)
+                job = JobSpec(name, stage.key, commit, self.workspace, self.campaign.folder, self.storage,
+                              self.config.work_dir, self.config.hardlink_lock, 60 * self.config.checkpoint_minutes)
                 known = entries.get(stage.key, {"attempts": []})["attempts"]
                 adopted = self.executor.queued_as(job)  # submitted by a launch whose ledger write was lost
                 if adopted and adopted not in [a["job_id"] for a in known]:
@@ -86,15 +106,28 @@ class Launch:
                     continue
                 job_id = self.executor.submit(job, device)
                 record_attempt(entries, stage.key, name, job_id, self.executor.name, commit, device)
+                self.campaign.save(entries)
                 submitted.append(name)
             if submitted or adopted_any:
                 current = self.plan(pipeline, entries, self.alive(entries))
             return current, submitted
 
+    def classify_ended(self, entries: dict, alive: set[str]) -> None:
+        """Note in the ledger how each of this executor's attempts that ended did (once)."""
+        for key, entry in entries.items():
+            last = entry["attempts"][-1]
+            if last["job_id"] in alive or "ended" in last or not last["job_id"].startswith(f"{self.executor.name}:"):
+                continue
+            last["ended"] = classify_end(last, self.campaign.outcome(key),
+                                         lambda: self.executor.end_state(last["job_id"]))
+            if last["ended"] == INTERRUPTED:
+                log.info("%s: job %s was interrupted; it resumes without spending a retry", entry["stage"],
+                         last["job_id"])
+
     def plan(self, pipeline: Pipeline, entries: dict, alive: set[str]) -> Plan:
         facts = {key: JobFacts(succeeded=self.campaign.succeeded(key),
                                active=entry["attempts"][-1]["job_id"] in alive,
-                               attempts=len(entry["attempts"]))
+                               failures=sum(attempt.get("ended") == FAILED for attempt in entry["attempts"]))
                  for key, entry in entries.items()}
         return plan(pipeline, self.targets, facts, self.config.retries)
 
@@ -119,7 +152,9 @@ class Launch:
         """One row per stage the targets need: its state, attempts, last job and outcome."""
         pipeline = read_pipeline(self.workspace)
         with self.campaign.ledger() as entries:
-            current = self.plan(pipeline, entries, self.alive(entries))
+            alive = self.alive(entries)
+            self.classify_ended(entries, alive)
+            current = self.plan(pipeline, entries, alive)
         rows = []
         for name, state in current.states.items():
             key = pipeline.stages[name].key

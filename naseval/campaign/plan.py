@@ -2,8 +2,8 @@
 
 Pure functions of the pipeline and of what the ledger and the executor know, so the planning is
 tested without a cluster. A stage is `done` when the workspace has it up to date or a job of its
-key succeeded; `active` while its job is queued or running; `failed` once its attempts are
-spent; `ready` when every stage it needs is done; `waiting` otherwise, or `blocked` when a
+key succeeded; `active` while its job is queued or running; `failed` once its jobs failed more
+than `retries` times; `ready` when every stage it needs is done; `waiting` otherwise, or `blocked` when a
 stage it needs failed.
 """
 
@@ -30,7 +30,7 @@ class JobFacts:
 
     succeeded: bool = False
     active: bool = False
-    attempts: int = 0  # jobs submitted for the key
+    failures: int = 0  # jobs for the key that failed; interrupted ones (preempted, out of time) aside
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Plan:
 
 def plan(pipeline: Pipeline, targets: list[str], facts: dict[str, JobFacts], retries: int) -> Plan:
     """The state of every stage `targets` need; `facts` by stage key. A stage whose job ended
-    without success is ready again while it has attempts left (1 + `retries` in all)."""
+    without success is ready again while it has failed no more than `retries` times."""
     states: dict[str, State] = {}
     for name in pipeline.closure(targets):
         stage = pipeline.stages[name]
@@ -58,7 +58,7 @@ def plan(pipeline: Pipeline, targets: list[str], facts: dict[str, JobFacts], ret
             states[name] = State.DONE
         elif job.active:
             states[name] = State.ACTIVE
-        elif job.attempts > retries:
+        elif job.failures > retries:
             states[name] = State.FAILED
         elif any(s in (State.FAILED, State.BLOCKED) for s in needs):
             states[name] = State.BLOCKED
