@@ -121,7 +121,8 @@ def status(
 ) -> None:
     """Each stage's state in the campaign: done, active, ready, waiting, failed or blocked."""
     for row in _launch(targets, executor, config).status_rows():
-        typer.echo(f"{row['stage']:<28} {row['state']:<8} attempts {row['attempts']}  {row['job']}  "
+        typer.echo(f"{row['stage']:<28} {row['state']:<8} attempts {row['attempts']} "
+                   f"({row['interrupted']} interrupted, {row['failed']} failed)  {row['job']}  "
                    f"{row['seconds']}{' s' if row['seconds'] != '' else ''}")
 
 

@@ -160,7 +160,9 @@ class Launch:
             key = pipeline.stages[name].key
             attempts = entries.get(key, {"attempts": []})["attempts"]
             outcome = self.campaign.outcome(key) or {}
+            ended = [attempt.get("ended") for attempt in attempts]
             rows.append({"stage": name, "state": state.value, "key": key, "attempts": len(attempts),
+                         "interrupted": ended.count(INTERRUPTED), "failed": ended.count(FAILED),
                          "job": attempts[-1]["job_id"] if attempts else "", "seconds": outcome.get("seconds", "")})
         return rows
 

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from naseval.campaign.config import absolute
 from naseval.core.runtime import write_json
 
 FORMAT = "naseval-ledger-1"
@@ -28,7 +29,7 @@ FORMAT = "naseval-ledger-1"
 
 class Campaign:
     def __init__(self, folder: Path):
-        self.folder = folder.resolve()
+        self.folder = absolute(folder)
 
     def job_folder(self, key: str) -> Path:
         return self.folder / "jobs" / key

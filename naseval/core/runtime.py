@@ -226,7 +226,7 @@ def _link_shared_resume(scratch: Path, path: Path) -> Path | None:
     elif link.exists():  # local checkpoints of a run outside the campaign: they would be shadowed
         raise NasevalError(f"{link} holds local checkpoints while {SHARED_RESUME_ENV} is set: "
                            f"remove one of the two")
-    link.symlink_to(shared.resolve(), target_is_directory=True)
+    link.symlink_to(os.path.abspath(shared), target_is_directory=True)  # not resolved: see campaign.config.absolute
     return shared
 
 
