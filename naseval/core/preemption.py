@@ -23,8 +23,7 @@ from pathlib import Path
 
 from naseval.core.errors import Preempted
 
-SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
-WARNING_SIGNAL = signal.SIGUSR1  # a time-limit or preemption warning; SIGTERM also cancels
+SIGNALS = (signal.SIGUSR1, signal.SIGTERM)  # the warning before preemption or the time limit; a cancel
 STAGE_PID_ENV = "NASEVAL_STAGE_PID_FILE"  # where a campaign's job learns whom to forward signals to
 CHECKPOINT_SECONDS_ENV = "NASEVAL_CHECKPOINT_SECONDS"
 

@@ -103,8 +103,8 @@ class Checkpoint:
         if not isinstance(saved, dict) or saved.get("format") != FORMAT:
             raise RefusedCheckpoint(f"{self.path} is not a naseval checkpoint: {fix}")
         if saved["fingerprint"] != self.fingerprint:
-            raise RefusedCheckpoint(f"checkpoint {self.path} belongs to another run (its params, seed or data differ): "
-                               f"{fix}")
+            raise RefusedCheckpoint(f"checkpoint {self.path} belongs to another run (its params, seed or data "
+                                    f"differ): {fix}")
         for name, obj in self.tracked.items():
             obj.load_state_dict(saved["tracked"][name])
         return saved["state"]

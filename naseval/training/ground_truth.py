@@ -129,8 +129,8 @@ class GroundTruthResume:
         kept = [read_json(path) for path in sorted(self.folder.glob("cell_*.json"))]
         foreign = [k for k in kept if k.get("run") != self.run]
         if foreign:
-            raise RefusedCheckpoint(f"{self.folder} holds cells of another ground-truth run (its params, seed or data "
-                               f"differ): not resumed; run the stage again to start over")
+            raise RefusedCheckpoint(f"{self.folder} holds cells of another ground-truth run (its params, seed or "
+                                    f"data differ): not resumed; run the stage again to start over")
         return [k["cell"] for k in kept]
 
 

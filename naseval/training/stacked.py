@@ -201,7 +201,8 @@ class StackedTraining:
         model, config = self.model, self.config
         model.train()
         if within:
-            start, count, totals, hidden = within["start"], within["count"], within["totals"], within["hidden"]
+            start, count, hidden = within["start"], within["count"], within["hidden"]
+            totals = within["totals"].cpu()  # kept on the CPU (below); the checkpoint came back on the device
         else:
             hidden = model.init_hidden(data.size(1))
             totals, count, start = torch.zeros(len(self.positions), dtype=torch.float64), 0, 0
