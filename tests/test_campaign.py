@@ -72,6 +72,10 @@ def test_a_job_that_failed_is_retried_then_fails_and_blocks_what_needs_it():
         assert current.states["search@a-0"] == state
     assert current.states["extract@a-0"] == State.BLOCKED and current.states["analyze"] == State.BLOCKED
     assert current.states["ground_truth@0"] == State.READY and not current.finished
+    for interruptions, state in [(5, State.READY), (6, State.FAILED)]:  # a job that never reaches a checkpoint
+        current = plan(pipeline(), [], {**prepared, "key-search@a-0": JobFacts(interruptions=interruptions)},
+                       retries=0, interruptions=5)
+        assert current.states["search@a-0"] == state
 
 
 def test_targets_limit_the_campaign_to_what_they_need():

@@ -101,6 +101,9 @@ class LaunchConfig:
     checkpoint_minutes: float = 10.0  # training saves at most this often (and at once when warned)
     remote: str | None = None  # a DVC remote instead of a shared cache (docs/cluster.md)
     retries: int = 2  # resubmissions of a job that failed; preemptions and time limits do not count
+    # resubmissions after interruptions: a job that never reaches a checkpoint within its time
+    # limit would otherwise be resubmitted for ever
+    interruptions: int = 50
     poll_seconds: float = 60.0
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
@@ -108,6 +111,7 @@ class LaunchConfig:
 
     def __post_init__(self) -> None:
         require(self.retries >= 0, "retries", self.retries, "an integer >= 0")
+        require(self.interruptions >= 0, "interruptions", self.interruptions, "an integer >= 0")
         require(self.poll_seconds > 0, "poll_seconds", self.poll_seconds, "a number > 0")
         require(self.checkpoint_minutes >= 0, "checkpoint_minutes", self.checkpoint_minutes,
                 "a number >= 0 (0: every epoch)")

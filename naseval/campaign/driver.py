@@ -125,11 +125,15 @@ class Launch:
                          last["job_id"])
 
     def plan(self, pipeline: Pipeline, entries: dict, alive: set[str]) -> Plan:
+        def count(end: str, attempts: list[dict]) -> int:
+            return sum(attempt.get("ended") == end for attempt in attempts)
+
         facts = {key: JobFacts(succeeded=self.campaign.succeeded(key),
                                active=entry["attempts"][-1]["job_id"] in alive,
-                               failures=sum(attempt.get("ended") == FAILED for attempt in entry["attempts"]))
+                               failures=count(FAILED, entry["attempts"]),
+                               interruptions=count(INTERRUPTED, entry["attempts"]))
                  for key, entry in entries.items()}
-        return plan(pipeline, self.targets, facts, self.config.retries)
+        return plan(pipeline, self.targets, facts, self.config.retries, self.config.interruptions)
 
     def alive(self, entries: dict) -> set[str]:
         """The job ids queued or running, asked of the executor once: each key's latest attempt

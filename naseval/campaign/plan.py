@@ -3,8 +3,8 @@
 Pure functions of the pipeline and of what the ledger and the executor know, so the planning is
 tested without a cluster. A stage is `done` when the workspace has it up to date or a job of its
 key succeeded; `active` while its job is queued or running; `failed` once its jobs failed more
-than `retries` times; `ready` when every stage it needs is done; `waiting` otherwise, or `blocked` when a
-stage it needs failed.
+than `retries` times (or were interrupted more than `interruptions` times); `ready` when every
+stage it needs is done; `waiting` otherwise, or `blocked` when a stage it needs failed.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class JobFacts:
     succeeded: bool = False
     active: bool = False
     failures: int = 0  # jobs for the key that failed; interrupted ones (preempted, out of time) aside
+    interruptions: int = 0  # jobs for the key that were interrupted
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,11 @@ class Plan:
         return not any(s in (State.ACTIVE, State.READY, State.WAITING) for s in self.states.values())
 
 
-def plan(pipeline: Pipeline, targets: list[str], facts: dict[str, JobFacts], retries: int) -> Plan:
+def plan(pipeline: Pipeline, targets: list[str], facts: dict[str, JobFacts], retries: int,
+         interruptions: int = 50) -> Plan:
     """The state of every stage `targets` need; `facts` by stage key. A stage whose job ended
-    without success is ready again while it has failed no more than `retries` times."""
+    without success is ready again while it has failed no more than `retries` times and been
+    interrupted no more than `interruptions` times."""
     states: dict[str, State] = {}
     for name in pipeline.closure(targets):
         stage = pipeline.stages[name]
@@ -58,7 +61,7 @@ def plan(pipeline: Pipeline, targets: list[str], facts: dict[str, JobFacts], ret
             states[name] = State.DONE
         elif job.active:
             states[name] = State.ACTIVE
-        elif job.failures > retries:
+        elif job.failures > retries or job.interruptions > interruptions:
             states[name] = State.FAILED
         elif any(s in (State.FAILED, State.BLOCKED) for s in needs):
             states[name] = State.BLOCKED
