@@ -1,6 +1,9 @@
 import dataclasses
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -51,6 +54,35 @@ def test_workers_do_not_change_a_single_byte_and_batching_is_tracked(tmp_path, t
     assert outputs[0].count(b",ok,") >= 28  # a few toy cells may diverge at lr 20; the rest trained
     tracked = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["ground_truth"]["params"]
     assert {"train", "ground_truth.cells_per_batch"} <= set(tracked) and "ground_truth.workers" not in tracked
+
+
+@pytest.mark.integration
+def test_a_warned_ground_truth_with_two_workers_stops_them_and_resumes_to_the_same_cells(tmp_path, tiny_corpus):
+    """SIGUSR1 reaches the stage, which forwards it to its pool's workers: the batches in training
+    save where they are, those not begun do not start, and the stage stops. Run again, it ends
+    byte for byte as a run never stopped."""
+    params = tiny_stage_inputs(tmp_path, tiny_corpus, epochs=6, lr=2.0)
+    params["ground_truth"] |= {"cells_per_batch": 4, "workers": 2}  # 8 batches
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+    def stage(out):
+        return [sys.executable, "-m", "stages.ground_truth", "--seed", "3", "--data", str(tmp_path / "data"),
+                "--out", str(out), "--params", str(tmp_path / "params.yaml")]
+
+    subprocess.run(stage(tmp_path / "whole"), cwd=ROOT, check=True, capture_output=True)
+    warned = subprocess.Popen(stage(tmp_path / "gt"), cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / ".gt.partial" / "ground_truth.log"
+    while warned.poll() is None and not (log.exists() and " cell " in log.read_text()):
+        time.sleep(0.05)  # the first batch is done: two workers are on the next ones
+    warned.send_signal(signal.SIGUSR1)
+    _, stderr = warned.communicate(timeout=300)
+    assert warned.returncode == 1, "the stage finished before it was warned"
+    assert re.search(r"error: stopped by SIGUSR1: \d+ cells finished and kept, \d+ batches stopped where they were",
+                     stderr)
+    assert "stopped by SIGUSR1: checkpoint saved at" in stderr  # a worker's batch, within or at the end of an epoch
+    subprocess.run(stage(tmp_path / "gt"), cwd=ROOT, check=True, capture_output=True)
+    assert (tmp_path / "gt" / "cells.csv").read_bytes() == (tmp_path / "whole" / "cells.csv").read_bytes()
+    assert "resumed: " in (tmp_path / "gt" / "ground_truth.log").read_text()
 
 
 def test_a_large_space_gets_a_record_without_cells(tiny_corpus):
