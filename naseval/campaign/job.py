@@ -16,6 +16,7 @@ stopped, so the driver resubmits it without spending a retry.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -58,10 +59,13 @@ class Forwarder:
         self.received = signal.Signals(number).name
         try:
             os.kill(int(self.pid_file.read_text()), number)
+            done = "forwarded to the stage"
         except (OSError, ValueError):  # no stage listening (yet, or any more)
+            done = "no stage listens: ending the job"
             if self.repro and self.repro.poll() is None:
-                os.killpg(self.repro.pid, signal.SIGTERM)
-        print(f"[naseval job {job_id()}] {now()} {self.received}: forwarded to the stage", flush=True)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.repro.pid, signal.SIGTERM)
+        print(f"[naseval job {job_id()}] {now()} {self.received}: {done}", flush=True)
 
 
 def run_job(workspace: Path, campaign: Campaign, stage: str, key: str, commit: str, storage: str,
