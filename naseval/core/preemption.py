@@ -38,18 +38,18 @@ def requested() -> str | None:
 def _on_signal(number: int, frame) -> None:
     global _requested
     _requested = signal.Signals(number).name
-    for child in multiprocessing.active_children():  # a ground truth's worker processes
+    for child in multiprocessing.active_children():  # a ground truth's worker processes: warned, not terminated
         try:
-            os.kill(child.pid, number)
+            os.kill(child.pid, signal.SIGUSR1)
         except ProcessLookupError:
             pass
 
 
-def listen_forever() -> None:
-    """Turn the stop signals into requests for the rest of this process's life (a training
-    worker, which only trains)."""
-    for number in SIGNALS:
-        signal.signal(number, _on_signal)
+def listen_as_worker() -> None:
+    """Turn the warning (SIGUSR1, which the stage forwards whatever stop it was asked for) into a
+    request for the rest of this worker process's life. SIGTERM keeps its effect: the pool ends
+    its workers with it, and one that ignored it could hang the pool's end."""
+    signal.signal(signal.SIGUSR1, _on_signal)
 
 
 @contextmanager
@@ -60,7 +60,8 @@ def listening() -> Iterator[None]:
         yield  # a pool worker: it listens for its whole life already
         return
     previous = {number: signal.getsignal(number) for number in SIGNALS}
-    listen_forever()
+    for number in SIGNALS:
+        signal.signal(number, _on_signal)
     pid_file = os.environ.get(STAGE_PID_ENV)
     if pid_file:
         Path(pid_file).write_text(f"{os.getpid()}\n")

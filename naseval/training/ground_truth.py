@@ -70,7 +70,7 @@ class _Job:
 
 
 def _start_worker() -> None:
-    preemption.listen_forever()  # the stage forwards its stop requests to its workers
+    preemption.listen_as_worker()  # the stage forwards its stop requests to its workers
 
 
 def _train_job(job: _Job) -> list[dict] | None:
