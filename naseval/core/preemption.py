@@ -77,6 +77,12 @@ def stop(what: str) -> Preempted:
     return Preempted(f"stopped by {_requested}: {what}; run the stage again to continue from it")
 
 
+def stop_if_requested(what: str) -> None:
+    """After a save (`what`): end the run if a stop was requested."""
+    if _requested:
+        raise stop(what)
+
+
 class CheckpointTimer:
     """When a run saves: at every epoch's end by default; with NASEVAL_CHECKPOINT_SECONDS, once
     that many seconds have passed since the last save (also within an epoch, where the loop can
@@ -93,5 +99,7 @@ class CheckpointTimer:
             return epoch_end
         return time.monotonic() - self.last >= self.every
 
-    def saved(self) -> None:
+    def saved(self, what: str) -> None:
+        """The run saved its checkpoint (`what`): the timer starts anew, or the run stops if asked to."""
         self.last = time.monotonic()
+        stop_if_requested(what)

@@ -333,8 +333,7 @@ class NaoPolicy(SearchPolicy):
                 if checkpoint:
                     checkpoint.save({"pool": pool, "trace": trace.rows, "scores": scores, "clamps": clamps,
                                      "random": random_states(rng)})
-                    if preemption.requested():
-                        raise preemption.stop(f"checkpoint saved at the end of round {round_}")
+                    preemption.stop_if_requested(f"checkpoint saved at the end of round {round_}")
 
         rankings = {}
         if enumerable:

@@ -315,9 +315,7 @@ def fit(
                     "best_state": best_state, "history": history, "valid_losses": valid_losses,
                     "rollback": rollback.state_dict(), "random": random_states(rng),
                 })
-                timer.saved()
-                if preemption.requested():
-                    raise preemption.stop(f"checkpoint saved at the end of epoch {epoch}")
+                timer.saved(f"checkpoint saved at the end of epoch {epoch}")
     check_learned(best_ppl, model.decoder.out_features)
     return FitResult(best_ppl, best_state, history)
 

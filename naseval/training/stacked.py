@@ -9,6 +9,7 @@ batch; the others go on unchanged.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -314,10 +315,13 @@ def train_cells_stacked(
     def save(epoch: int, position: dict[str, Any] | None) -> None:
         """Save after `epoch` epochs and, with a `position`, part of the next; stop if asked to."""
         checkpoint.save({"epoch": epoch, "within": position, "batch": batch.state_dict(), "random": random_states(rng)})
-        timer.saved()
-        if preemption.requested():
-            where = f"epoch {epoch + 1}, row {position['start']}" if position else f"the end of epoch {epoch}"
-            raise preemption.stop(f"checkpoint saved at {where}")
+        where = f"epoch {epoch + 1}, row {position['start']}" if position else f"the end of epoch {epoch}"
+        timer.saved(f"checkpoint saved at {where}")
+
+    def save_if_due(epoch: int, position: dict[str, Any]) -> None:
+        """A safe point within the `epoch`-th epoch."""
+        if timer.due(epoch_end=False):
+            save(epoch - 1, position)
 
     tokens_per_epoch = (train_data.size(0) - 1) * train_data.size(1)
     with preemption.listening(), tqdm(total=tokens_per_epoch * config.epochs * len(genotypes), desc=description,
@@ -325,8 +329,7 @@ def train_cells_stacked(
                                       disable=not show_progress) as progress:
         for epoch in range(done + 1, config.epochs + 1):
             started = time.perf_counter()
-            safe_point = (lambda position: save(epoch - 1, position) if timer.due(epoch_end=False) else None
-                          ) if checkpoint else None
+            safe_point = functools.partial(save_if_due, epoch) if checkpoint else None
             train_losses = batch.train_epoch(train_data, rng, progress, epoch, within, safe_point)
             within = None
             if batch.positions:
