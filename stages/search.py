@@ -23,6 +23,7 @@ from naseval.core.runtime import (
 from naseval.core.space import SearchSpace, format_genotype
 from naseval.policies import SearchTask, get_policy, search_params
 from naseval.policies.result import failed_search_json, search_result_json, trace_columns
+from naseval.search.family import NEEDS_ORACLE, EvaluatorSettings
 from naseval.search.oracle import read_oracle
 from naseval.training.checkpoint import Checkpoint, fingerprint
 
@@ -33,7 +34,8 @@ def main(
     data: Path = typer.Option(Path("data/prepared"), help="Output of the prepare stage."),
     oracle: Path = typer.Option(Path("runs/oracle"), help="Output of the oracle stage, for the oracle evaluator."),
     out: Path = typer.Option(..., help="Folder for result.json, trace.csv and search.log."),
-    params: Path = typer.Option(Path("params.yaml"), help="Reads `space`, `search.supernet`, `search.<policy>`."),
+    params: Path = typer.Option(Path("params.yaml"),
+                                help="Reads `space`, `search.supernet`, `search.evaluators`, `search.<policy>`."),
 ) -> None:
     """Search the space with POLICY and SEED."""
     check_seed(seed)
@@ -41,13 +43,15 @@ def main(
     policy_cls = get_policy(policy)
     config, supernet = search_params(values, policy)
     space = load(SearchSpace, values, "space")
+    settings = load(EvaluatorSettings, values, "search.evaluators")
     corpus = load_corpus(data)
     searcher = policy_cls(config)
-    table = read_oracle(oracle) if searcher.evaluator_name == "oracle" else None
+    table = read_oracle(oracle) if searcher.evaluator_name in NEEDS_ORACLE else None
     with atomic_directory(out, resumable=True) as folder:
         log = setup_logging(folder / "search.log")
-        run = fingerprint("search", policy, seed, config, supernet, space, corpus.digest(), table)
-        task = SearchTask(space, corpus, seed, supernet, Checkpoint(folder / RESUME / "search.pt", run), oracle=table)
+        run = fingerprint("search", policy, seed, config, supernet, settings, space, corpus.digest(), table)
+        task = SearchTask(space, corpus, seed, supernet, Checkpoint(folder / RESUME / "search.pt", run), oracle=table,
+                          evaluators=settings)
         log.info("search: policy %s, seed %d, %d cells in the space%s", policy, seed, space.size,
                  f", oracle seeds {', '.join(map(str, table.seeds))}" if table else "")
         started = time.perf_counter()

@@ -116,9 +116,13 @@ CASES = {  # name -> (break the workspace, the command, what the message says)
     "unknown supernet override": (
         lambda r, m: edit_params(r, lambda p: p["search"]["random_ws"].update(supernet={"train": {"epoch": 3}})),
         search, "unknown key search.random_ws.supernet.train.epoch (known: epochs, batch_size"),
-    "key of another policy's evaluator": (
+    "an evaluator the policy has no meaning with": (
         lambda r, m: edit_params(r, lambda p: p["search"]["random_ws"].update(evaluator="oracle")), search,
-        "unknown key search.random_ws.evaluator (known: score_all_up_to"),
+        "search.random_ws.evaluator: expected shared_weights or few_shot or fair_sampling or landmark (without a "
+        "supernet it is random_search), got 'oracle'"),
+    "an evaluator that does not exist": (
+        lambda r, m: edit_params(r, lambda p: p["search"]["random_ws"].update(evaluator="magic")), search,
+        "search.random_ws.evaluator: expected shared_weights or few_shot"),
     "unknown params key": (
         lambda r, m: edit_params(r, lambda p: p["train"].update(learning_rate=1)), train,
         "unknown key train.learning_rate (known: epochs"),

@@ -9,6 +9,7 @@ from naseval.nn.model import ModelConfig
 from naseval.policies.base import SearchTask
 from naseval.policies.enas import Controller, ControllerConfig, EnasConfig, EnasPolicy, Reinforce
 from naseval.search import evaluators
+from naseval.search.family import make_evaluator
 from naseval.search.oracle import OracleTable
 from naseval.search.supernet import SupernetConfig
 from naseval.training.recipe import TrainConfig
@@ -151,7 +152,7 @@ def test_a_new_controller_phase_restarts_the_baseline_so_its_first_step_has_no_g
 
 def test_rewards_carry_the_recurrent_state_and_a_new_phase_starts_from_zero(tiny_corpus):
     supernet = SupernetConfig(ModelConfig(hidden_size=8), TrainConfig(epochs=1, batch_size=8, bptt=10))
-    evaluator = evaluators.make_evaluator("shared_weights", SPACE, tiny_corpus, supernet, np.random.default_rng(0),
+    evaluator = make_evaluator("shared_weights", SPACE, tiny_corpus, supernet, np.random.default_rng(0),
                                           None, 0, sharing="by_edge")
     cells = list(SPACE.enumerate())[:3]
     first = [evaluator.quick_score(g) for g in cells]

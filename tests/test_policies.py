@@ -13,7 +13,8 @@ from naseval.core.space import SearchSpace
 from naseval.nn.model import ModelConfig
 from naseval.policies import SearchTask, get_policy, policy_names
 from naseval.policies.random_ws import RandomWSConfig
-from naseval.search.evaluators import EVALUATORS, SHARED_WEIGHTS_RANKING
+from naseval.search.evaluators import SHARED_WEIGHTS_RANKING
+from naseval.search.family import EVALUATORS, NEEDS_ORACLE
 from naseval.search.oracle import OracleTable
 from naseval.search.supernet import SupernetConfig
 from naseval.training.recipe import TrainConfig
@@ -21,7 +22,10 @@ from naseval.training.recipe import TrainConfig
 TOY_SUPERNET = SupernetConfig(ModelConfig(hidden_size=8),
                               TrainConfig(epochs=1, batch_size=8, eval_batch_size=8, bptt=10))
 # held-out seeds that tell apart who answered: seed 3 scores cell c at 100 + c, seed 4 at 200 + c
-TOY_ORACLE = OracleTable({3: {c: 100.0 + c for c in range(32)}, 4: {c: 200.0 + c for c in range(32)}}, "mean", 32)
+# (short training too: each curve falls to the seed's result in its second epoch, and stays)
+TOY_ORACLE = OracleTable({3: {c: 100.0 + c for c in range(32)}, 4: {c: 200.0 + c for c in range(32)}}, "mean", 32,
+                         {seed: {c: [offset + c + 50, offset + c, offset + c] for c in range(32)}
+                          for seed, offset in ((3, 100.0), (4, 200.0))})
 
 
 def toy_task(corpus, seed=0, nodes=2, oracle=TOY_ORACLE, supernet=TOY_SUPERNET):
@@ -70,8 +74,8 @@ def test_policy_contract(name, evaluator, tiny_corpus, monkeypatch):
         def no_supernet(*args, **kwargs):
             raise AssertionError("a search without weight sharing built a supernet")
         monkeypatch.setattr(naseval.search.evaluators, "build_model_and_data", no_supernet)
-    # under shared weights the oracle's table must not be needed
-    task = toy_task(tiny_corpus, oracle=TOY_ORACLE if evaluator == "oracle" else None)
+    # an evaluator that does not read the held-out seeds must not need them
+    task = toy_task(tiny_corpus, oracle=TOY_ORACLE if evaluator in NEEDS_ORACLE else None)
     result = policy_cls(configured(policy_cls, evaluator)).search(task)
 
     assert result.candidates
@@ -91,16 +95,19 @@ def test_policy_contract(name, evaluator, tiny_corpus, monkeypatch):
 
     if not policy_cls.evaluators:
         assert result.evaluator is None
-    elif evaluator == "oracle":
+    elif evaluator in ("oracle", "short_training"):
         facts = result.evaluator
-        assert facts["name"] == "oracle" and facts["seeds"] == [3, 4]
+        assert facts["name"] == evaluator and facts["seeds"] == [3, 4]
         assert 1 <= facts["cells_trained"] <= facts["budget"] and facts["queries"] >= facts["cells_trained"]
         for candidate in result.candidates:  # each score is one held-out seed's result for that cell
             assert candidate.score - task.space.to_id(candidate.genotype) in (100.0, 200.0)
         assert SHARED_WEIGHTS_RANKING not in result.rankings
+        per_cell = {"oracle": 3, "short_training": 2}[evaluator]  # the toy curves' epochs; short training reads 2
+        assert facts["training_epochs"] == per_cell * facts["cells_trained"]
     else:
-        assert result.evaluator == {"name": "shared_weights", "cost": result.trace[-1]["cost"],
-                                    "cost_unit": "supernet epochs"}
+        facts = result.evaluator
+        assert facts["name"] == evaluator and facts["cost"] == result.trace[-1]["cost"]
+        assert facts["training_epochs"] >= 0 and facts["cost_unit"]
 
 
 def test_random_is_uniform_across_seeds(tiny_corpus):

@@ -12,7 +12,7 @@ from naseval.core.params import build, read_params, require
 EXECUTORS = ("slurm", "local")
 # Stage kinds (a stage's name before its @) whose jobs train on a GPU when the profile says so; the
 # others (prepare, extract, analyze) read and write files, and ask for no GPU unless told to.
-GPU_KINDS = ("search", "train", "ground_truth", "oracle")
+GPU_KINDS = ("search", "train", "ground_truth", "oracle", "rank")
 NO_GPU = "none"  # a `resources` entry's gres that asks for no GPU where slurm.gres would give one
 
 
@@ -46,6 +46,7 @@ class ResourcesByKind:
     train: Resources = field(default_factory=Resources)
     ground_truth: Resources = field(default_factory=Resources)
     oracle: Resources = field(default_factory=Resources)
+    rank: Resources = field(default_factory=Resources)
     analyze: Resources = field(default_factory=Resources)
 
 

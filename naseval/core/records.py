@@ -15,6 +15,7 @@ TOP = "top.json"
 TRAIN_METRICS = "metrics.json"
 GROUND_TRUTH = "cells.json"
 ORACLE = "oracle.json"
+RANKING = "ranking.json"  # the rank stage's: one evaluator's ranking of the space with one seed
 
 # A search's trace.csv starts with these columns, for every policy (policies/result.py's Trace):
 # the step, the cell it holds and its score, the best cell so far and its score, the cost so far.

@@ -24,7 +24,8 @@ from naseval.core.params import build, require, section
 from naseval.core.profile import merged_params
 from naseval.core.space import SearchSpace
 from naseval.policies.result import SearchResult
-from naseval.search.evaluators import Evaluator, make_evaluator
+from naseval.search.evaluators import Evaluator
+from naseval.search.family import EvaluatorSettings, make_evaluator
 from naseval.search.oracle import OracleTable
 from naseval.search.supernet import SupernetConfig
 from naseval.training.checkpoint import Checkpoint, Stateful
@@ -37,7 +38,8 @@ class SearchTask:
     seed: int
     supernet: SupernetConfig = SupernetConfig()  # the policy's supernet and its recipe, overrides applied
     checkpoint: Checkpoint | None = None  # where a policy that trains saves its state, to resume
-    oracle: OracleTable | None = None  # the held-out seeds' results, for the oracle evaluator
+    oracle: OracleTable | None = None  # the held-out seeds' results, for the evaluators that read them
+    evaluators: EvaluatorSettings = EvaluatorSettings()  # params.yaml `search.evaluators`
 
     def tracking(self, **stateful: Stateful) -> Checkpoint | None:
         """The task's checkpoint, also saving the policy's own stateful objects; None without one."""
@@ -49,7 +51,7 @@ class SearchTask:
         (cells it may train), `score_batch_size` the supernet's scoring batch (None: its
         eval_batch_size), `cell_options` the supernet's weight sharing."""
         return make_evaluator(name, self.space, self.corpus, self.supernet, rng, self.oracle, budget,
-                              score_batch_size, **cell_options)
+                              score_batch_size, self.evaluators, **cell_options)
 
 
 class SearchPolicy(ABC):

@@ -35,7 +35,6 @@ from naseval.core.runtime import seed_everything
 from naseval.core.space import Genotype, SearchSpace, format_genotype
 from naseval.policies.base import SearchPolicy, SearchTask, check_evaluator, register
 from naseval.policies.result import SearchResult, Trace, epoch_rows, ranked_candidates
-from naseval.search.evaluators import EVALUATORS, SHARED_WEIGHTS_RANKING
 from naseval.search.oracle import BudgetSpent
 from naseval.search.supernet import RankingHistory
 
@@ -70,13 +69,14 @@ class EnasConfig:
     derive_samples: int = 100  # cells sampled from the final controller and scored
     score_all_up_to: int = 64  # spaces this small are also ranked whole
     ranking_every: int = 2  # epochs between rankings of the whole space during training; 0: none
-    evaluator: str = "shared_weights"  # or oracle: rewards from cells trained from scratch
+    evaluator: str = "shared_weights"  # or landmark; or oracle: rewards from cells trained from scratch
     budget: int = 16  # cells the oracle may train (unused under shared weights)
     batch_norm: bool = True  # of the shared model's cell output (carpedm20's); false: none
     hidden_norm_clip: float | None = 25.0  # the shared model's recurrent state, per row (carpedm20's); null: none
 
     def __post_init__(self) -> None:
-        check_evaluator(self.evaluator, EVALUATORS)
+        check_evaluator(self.evaluator, EnasPolicy.evaluators,
+                        " (the controller draws the cells: few_shot and fair_sampling would replace its draw)")
         for key in ("derive_samples", "score_all_up_to", "budget"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         if self.hidden_norm_clip is not None:
@@ -201,7 +201,7 @@ def cell_probability(controller: Controller, genotype: Genotype) -> float:
 class EnasPolicy(SearchPolicy):
     name = "enas"
     Config = EnasConfig
-    evaluators = EVALUATORS
+    evaluators = ("shared_weights", "landmark", "oracle")
 
     def search(self, task: SearchTask) -> SearchResult:
         config, space = self.config, task.space
@@ -261,7 +261,7 @@ class EnasPolicy(SearchPolicy):
         rankings = {**evaluator.rank_all(), "controller_neg_log_prob": controller_ranking()} if enumerable else {}
         # Under a spent budget none of the samples may be trained: then the pick is among the cells it trained.
         picks = evaluator.affordable(derived) or evaluator.affordable(list(space.enumerate()))
-        scores = rankings.get(SHARED_WEIGHTS_RANKING) or evaluator.score(picks)
+        scores = rankings.get(evaluator.ranking_name) or evaluator.score(picks)
         best = mode()
         details = {
             "controller_mode": format_genotype(best),

@@ -20,7 +20,7 @@ from naseval.core.space import Genotype, SearchSpace
 from naseval.policies.base import SearchPolicy, SearchTask, register
 from naseval.policies.multi_trial import MultiTrialConfig, start_multi_trial
 from naseval.policies.result import SearchResult, Trace, ranked_candidates
-from naseval.search.evaluators import EVALUATORS
+from naseval.search.family import EVALUATORS
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,6 @@ from naseval.core.runtime import seed_everything
 from naseval.core.space import Genotype, SearchSpace
 from naseval.policies.base import SearchPolicy, SearchTask, check_evaluator, register
 from naseval.policies.result import SearchResult, Trace, ranked_candidates
-from naseval.search.evaluators import EVALUATORS
 from naseval.search.supernet import RankingHistory
 from naseval.training.checkpoint import random_states, restore_random_states
 
@@ -87,7 +86,8 @@ class NaoConfig:
     budget: int = 16  # cells the oracle may train, the first pool clamped to it (unused under shared weights)
 
     def __post_init__(self) -> None:
-        check_evaluator(self.evaluator, EVALUATORS)
+        check_evaluator(self.evaluator, NaoPolicy.evaluators,
+                        " (its supernet trains anew each round: the other supernets' training is one phase)")
         for key in ("rounds", "seed_cells", "top_cells", "new_cells", "max_step_size", "score_all_up_to", "budget"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         require(self.random_cells >= 0, "random_cells", self.random_cells, "an integer >= 0")
@@ -278,7 +278,7 @@ def next_pool(ranked: list[Genotype], new: list[Genotype], random: list[Genotype
 class NaoPolicy(SearchPolicy):
     name = "nao"
     Config = NaoConfig
-    evaluators = EVALUATORS
+    evaluators = ("shared_weights", "oracle")
 
     def search(self, task: SearchTask) -> SearchResult:
         config, space = self.config, task.space

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from naseval.policies.base import SearchPolicy, SearchTask, register
 from naseval.policies.multi_trial import MultiTrialConfig, start_multi_trial
 from naseval.policies.result import SearchResult, Trace, ranked_candidates
-from naseval.search.evaluators import EVALUATORS
+from naseval.search.family import EVALUATORS
 
 
 @dataclass(frozen=True)

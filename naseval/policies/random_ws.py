@@ -7,6 +7,9 @@ shared weights, read `score_batch_size` sequences wide. randomNAS (liamcli/rando
 darts_wrapper_discrete.py:37,72,200-218; random_weight_share.py:84-93) scores 1,000 candidates at
 batch 1,024, and Yu et al. score every cell at batch 256
 (weight_sharing_ranking_random_on_batch.py:268-275).
+
+`evaluator` picks the supernet: plain `shared_weights`, or a remedy of its ranking (`few_shot`,
+`fair_sampling`, `landmark`; docs/evaluators.md).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from dataclasses import dataclass
 
 from naseval.core.params import require
 from naseval.core.runtime import seed_everything
-from naseval.policies.base import SearchPolicy, SearchTask, register
+from naseval.policies.base import SearchPolicy, SearchTask, check_evaluator, register
 from naseval.policies.result import SearchResult, Trace, ranked_candidates, without_seconds
-from naseval.search.evaluators import SHARED_WEIGHTS_RANKING, train_on_random_cells
+from naseval.search.evaluators import train_on_random_cells
+from naseval.search.family import SUPERNETS
 from naseval.search.supernet import RankingHistory
 
 
@@ -25,6 +29,7 @@ from naseval.search.supernet import RankingHistory
 class RandomWSConfig:
     """params.yaml `search.random_ws`."""
 
+    evaluator: str = "shared_weights"  # or another supernet: few_shot, fair_sampling, landmark
     score_all_up_to: int = 64  # spaces this small are ranked whole
     num_candidates: int = 100  # distinct cells scored in larger spaces
     validation_cells: int = 4  # cells whose mean validation loss tracks the supernet
@@ -32,6 +37,7 @@ class RandomWSConfig:
     score_batch_size: int | None = None  # sequences side by side when scoring; None: the supernet's eval_batch_size
 
     def __post_init__(self) -> None:
+        check_evaluator(self.evaluator, SUPERNETS, " (without a supernet it is random_search)")
         for key in ("score_all_up_to", "num_candidates", "validation_cells"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         if self.score_batch_size is not None:
@@ -43,7 +49,7 @@ class RandomWSConfig:
 class RandomWSPolicy(SearchPolicy):
     name = "random_ws"
     Config = RandomWSConfig
-    evaluators = ("shared_weights",)  # without weight sharing it is random_search
+    evaluators = SUPERNETS  # without weight sharing it is random_search
 
     def search(self, task: SearchTask) -> SearchResult:
         config, space = self.config, task.space
@@ -55,11 +61,11 @@ class RandomWSPolicy(SearchPolicy):
                                      checkpoint=task.tracking(history=history, **evaluator.stateful()))
         rankings = evaluator.rank_all() if score_all else {}
         cells = list(space.enumerate()) if score_all else space.sample_distinct(config.num_candidates, rng)
-        scores = rankings.get(SHARED_WEIGHTS_RANKING) or evaluator.score(cells)
+        scores = rankings.get(evaluator.ranking_name) or evaluator.score(cells)
         trace = Trace(space)
         # Its pick over search time: the best cell of each ranking made during training, then the pick.
         for snapshot in history.snapshots:
-            ranking = snapshot["rankings"][SHARED_WEIGHTS_RANKING]
+            ranking = snapshot["rankings"][evaluator.ranking_name]
             best = min(ranking, key=ranking.get)
             trace.add(space.from_id(best), ranking[best], cost=snapshot["epoch"])
         candidates = ranked_candidates(cells, scores, space)

@@ -6,10 +6,14 @@
 - `oracle`: the cell's result trained from scratch, looked up in held-out ground-truth seeds
   (naseval/search/oracle.py): the same policy without weight sharing, at a cost in cells trained.
 
+The rest of the family (weight-sharing remedies, short training, zero-cost proxies) lives in
+modules of its own; `naseval/search/family.py` names them all and builds one by name.
+
 A policy gets its evaluator from `make_evaluator` (through SearchTask.evaluator), trains it,
 asks it for scores and checks what it may still score; it never asks which evaluator answers.
-Scores are perplexities: lower is better. Each states its cost so far (`cost`, in `cost_unit`),
-which every search trace carries.
+Scores are lower-is-better (perplexities; a proxy's negated value). Each states its cost so far
+(`cost`, in `cost_unit`), which every search trace carries, and in `training_epochs`, one unit for
+all: passes of one cell over the training split, forward and backward.
 """
 
 from __future__ import annotations
@@ -23,14 +27,13 @@ import numpy as np
 import torch
 
 from naseval.core.data import Corpus, batchify
-from naseval.core.errors import NasevalError
 from naseval.core.space import Genotype, SearchSpace
-from naseval.search.oracle import Oracle, OracleTable
+from naseval.nn.model import LanguageModel
+from naseval.search.oracle import Oracle
 from naseval.search.supernet import SupernetConfig, ValidationStream, score_cells
 from naseval.training.checkpoint import Checkpoint
-from naseval.training.recipe import TrainConfig, build_model_and_data, evaluate, fit, perplexity
+from naseval.training.recipe import Step, TrainConfig, build_model_and_data, cell_loss, evaluate, fit, perplexity
 
-EVALUATORS = ("shared_weights", "oracle")
 SHARED_WEIGHTS_RANKING = "shared_weights_valid_ppl"  # the name of the supernet's ranking of all cells
 
 CellForStep = Callable[[Any], Any]  # the training step (recipe.Step) -> what the supernet's cell takes
@@ -72,6 +75,16 @@ class Evaluator(ABC):
 
     cost_unit: ClassVar[str]
 
+    @property
+    def training_epochs(self) -> float:
+        """Its cost in passes of one cell over the training split (forward and backward)."""
+        return float(self.cost)
+
+    @property
+    def ranking_name(self) -> str:
+        """The name of its ranking of every cell (`rank_all`)."""
+        return f"{self.name}_valid_ppl"
+
     def affordable(self, cells: Sequence[Genotype]) -> list[Genotype]:
         """The cells it can score now: all of them, without a budget."""
         return list(cells)
@@ -92,7 +105,8 @@ class Evaluator(ABC):
 
     def facts(self) -> dict[str, Any]:
         """What the search's record keeps about it."""
-        return {"name": self.name, "cost": self.cost, "cost_unit": self.cost_unit}
+        return {"name": self.name, "cost": self.cost, "cost_unit": self.cost_unit,
+                "training_epochs": self.training_epochs}
 
 
 class SharedWeights(Evaluator):
@@ -127,9 +141,13 @@ class SharedWeights(Evaluator):
             return after_epoch(epoch) if after_epoch else {}
 
         fitted = fit(self.model, self.train_data, self.config, self.rng, cell_for_step, validate, label,
-                     after_epoch=ending, checkpoint=checkpoint)
+                     after_epoch=ending, checkpoint=checkpoint, objective=self.objective)
         self.epochs, self.phase_epochs = self.epochs + len(fitted.history), 0  # a resumed phase's history is whole
         return fitted.history
+
+    def objective(self, model: LanguageModel, step: Step, arch: Any) -> tuple[torch.Tensor, ...]:
+        """What each training step minimizes (recipe.Objective): the drawn cell's loss."""
+        return cell_loss(model, step, arch)
 
     @property
     def cost(self):
@@ -157,7 +175,7 @@ class SharedWeights(Evaluator):
     def rank_all(self, already=None):
         already = already or {}
         unscored = [g for g in self.space.enumerate() if self.space.to_id(g) not in already]
-        return {SHARED_WEIGHTS_RANKING: already | self.score(unscored)}
+        return {self.ranking_name: already | self.score(unscored)}
 
     @property
     def device(self):
@@ -228,27 +246,17 @@ class OracleEvaluator(Evaluator):
     def cost(self):
         return self.oracle.spent
 
+    @property
+    def training_epochs(self):
+        """Each cell it trained, for the epochs the oracle stage trained it."""
+        curves = [curve for by_cell in self.oracle.table.curves.values() for curve in by_cell.values()]
+        return float(self.oracle.spent * max(map(len, curves), default=0))
+
     def stateful(self):
         return {"oracle": self.oracle}
 
     def facts(self):
         return {**super().facts(), **self.oracle.facts(), "stopped": self.stopped}
-
-
-def make_evaluator(name: str, space: SearchSpace, corpus: Corpus, supernet: SupernetConfig, rng: np.random.Generator,
-                   oracle: OracleTable | None, budget: int, score_batch_size: int | None = None,
-                   **cell_options) -> Evaluator:
-    """The evaluator `name` for a search (policies call it through SearchTask.evaluator);
-    `score_batch_size` the supernet's scoring batch (None: its eval_batch_size), `cell_options`
-    shape the supernet (its weight sharing, DARTS's mixed cell). Under the oracle the supernet's
-    recipe still sets the search's epochs and threads."""
-    if name == "shared_weights":
-        return SharedWeights(space, corpus, supernet, rng, score_batch_size, **cell_options)
-    if name == "oracle":
-        if oracle is None:
-            raise NasevalError("the oracle evaluator needs the oracle stage's table (search --oracle)")
-        return OracleEvaluator(Oracle(oracle, budget, rng, space), supernet.train)
-    raise NasevalError(f"evaluator: expected one of {', '.join(EVALUATORS)}, got {name!r}")
 
 
 def train_on_random_cells(evaluator: Evaluator, space: SearchSpace, rng: np.random.Generator, validation_cells: int,

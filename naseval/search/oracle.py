@@ -16,7 +16,7 @@ and a search stops asking once its `budget` is spent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from naseval.core.errors import NasevalError
 from naseval.core.params import require
-from naseval.core.records import ORACLE
+from naseval.core.records import GROUND_TRUTH, ORACLE, seed_dir
 from naseval.core.runtime import check_seed, read_json
 from naseval.core.space import Genotype, SearchSpace
 
@@ -49,6 +49,7 @@ class OracleTable:
     valid_ppl: dict[int, dict[int, float]]  # seed -> cell id -> validation perplexity
     cell_output: str
     space_size: int
+    curves: dict[int, dict[int, list[float]]] = field(default_factory=dict)  # seed -> cell -> valid ppl by epoch
 
     @property
     def seeds(self) -> list[int]:
@@ -120,5 +121,9 @@ def read_oracle(root: Path) -> OracleTable:
     if not path.is_file():
         raise NasevalError(f"{path} not found: run the oracle stage (dvc repro oracle)")
     table = read_json(path)
+    curves = {int(seed): {cell["cell_id"]: cell["valid_ppl_by_epoch"]
+                          for cell in read_json(seed_dir(root, int(seed)) / GROUND_TRUTH)["cells"]
+                          if cell["status"] == "ok"}
+              for seed in table["seeds"]}
     return OracleTable({int(seed): {int(cell): ppl for cell, ppl in cells.items()}
-                        for seed, cells in table["seeds"].items()}, table["cell_output"], table["space_size"])
+                        for seed, cells in table["seeds"].items()}, table["cell_output"], table["space_size"], curves)

@@ -162,13 +162,24 @@ class Step:
     targets: torch.Tensor  # (T, B)
     hidden: torch.Tensor  # (B, H), detached
     lr: float
+    epochs_done: float = 0.0  # training before this step, in epochs (a schedule's clock)
 
 
 ChooseArch = Callable[[Step], Any]  # -> what the model's cell takes: a genotype, mixing weights
+# What a step minimizes: (model, step, what choose_arch returned) -> (loss, next hidden, cell outputs
+# for the activation regularizer). By default the chosen cell's loss on the minibatch; an evaluator
+# may train several cells at once (fair sampling) or add a regularizer (landmarks).
+Objective = Callable[[LanguageModel, Step, Any], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def cell_loss(model: LanguageModel, step: Step, arch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The default objective: the chosen cell's mean cross-entropy on the step's minibatch."""
+    return model.loss(step.inputs, step.targets, step.hidden, arch)
 
 
 def train_epoch(model, data, optimizer, config, rng, choose_arch: ChooseArch, progress, epoch: int = 1,
-                rollback: Rollback | None = None) -> tuple[float, torch.optim.Optimizer]:
+                rollback: Rollback | None = None,
+                objective: Objective = cell_loss) -> tuple[float, torch.optim.Optimizer]:
     """One pass over `data` (rows, batch), the `epoch`-th; the mean training loss per token, and
     the optimizer to go on with (another one after a rollback, which skips the step that diverged
     and starts the recurrent state anew)."""
@@ -182,8 +193,8 @@ def train_epoch(model, data, optimizer, config, rng, choose_arch: ChooseArch, pr
         optimizer.param_groups[0]["lr"] = lr
         x, y = get_batch(data, start, seq_len)
         hidden = hidden.detach()
-        arch = choose_arch(Step(x, y, hidden, lr))
-        loss, hidden, raw = model.loss(x, y, hidden, arch)
+        step = Step(x, y, hidden, lr, epoch - 1 + start / data.size(0))
+        loss, hidden, raw = objective(model, step, choose_arch(step))
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             reason = f"training diverged: loss {loss_value} at row {start}"
@@ -261,6 +272,7 @@ def fit(
     show_progress: bool = True,
     after_epoch: Callable[[int], dict[str, Any]] | None = None,
     checkpoint: Checkpoint | None = None,
+    objective: Objective = cell_loss,
 ) -> FitResult:
     """Train for `config.epochs`, keeping the state with the best validation perplexity.
 
@@ -268,7 +280,8 @@ def fit(
     controller there) and returns columns to add to that epoch's history row. Like validation,
     it sees the averaged weights once NT-ASGD has switched. With a `checkpoint`, an epoch ends by
     saving the whole state (every epoch, or as `preemption.CheckpointTimer` says), and a run that
-    finds one continues from it; a stop request is answered at the next epoch's end.
+    finds one continues from it; a stop request is answered at the next epoch's end. `objective`
+    is what each step minimizes (`Objective`).
     """
     optimizer: torch.optim.Optimizer = sgd(model, config)
     best_ppl, best_state, history, valid_losses = math.inf, None, [], []
@@ -287,7 +300,7 @@ def fit(
         for epoch in range(done + 1, config.epochs + 1):
             started = time.perf_counter()
             train_loss, optimizer = train_epoch(model, train_data, optimizer, config, rng, choose_arch, progress,
-                                                epoch, rollback)
+                                                epoch, rollback, objective)
             averaging = isinstance(optimizer, torch.optim.ASGD)
             with averaged_weights(optimizer):
                 extra = after_epoch(epoch) if after_epoch else {}
