@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from tiny_repo import run, tiny_repo
 
 pytestmark = pytest.mark.integration
@@ -19,6 +20,10 @@ def repo(tmp_path, ptb_dir, monkeypatch) -> Path:
 
 def summary(repo: Path) -> dict:
     return json.loads((repo / "metrics" / "summary.json").read_text())
+
+
+def tau_seed_1(metrics: dict) -> float:
+    return metrics["weight_sharing"]["random_ws/1"]["shared_weights_valid_ppl"]["kendall_tau"]
 
 
 def test_repro_then_experiment_with_another_policy(repo):
@@ -40,7 +45,18 @@ def test_repro_then_experiment_with_another_policy(repo):
                          "runs/policies/random_ws/seed_1/train"):
         assert json.loads((repo / stage_output / "environment.json").read_text())["torch"]
     assert {p.name for p in (repo / "metrics" / "figures").iterdir()} == {
-        "final_ppl.png", "ground_truth.png", "ranking_vs_ground_truth.png", "tau_over_training.png"}
+        "final_ppl.png", "ground_truth.png", "ranking_vs_ground_truth.png", "tau_over_training.png", "evaluators.png"}
+    # the evaluators table: every evaluator of rank.evaluators, each with both seeds, tested and costed
+    names = yaml.safe_load((repo / "params.yaml").read_text())["rank"]["evaluators"]
+    table = {row["name"]: row for row in first["evaluators"]}
+    assert list(table) == names and all(row["seeds"] == [0, 1] for row in table.values())
+    assert table["params"]["constant_ranking"] and table["shared_weights"]["cost"]["unit"] == "supernet epochs"
+    assert table["fair_sampling"]["cost"]["training_epochs"] == 4 * table["shared_weights"]["cost"]["training_epochs"]
+    assert all("welch_p_holm" in row["vs_shared_weights"] for name, row in table.items() if name != "shared_weights")
+    # rank's shared weights are random_ws's supernet: the same ranking for the same seed
+    assert first["evaluator_runs"]["shared_weights/seed_1"]["kendall_tau"] == tau_seed_1(first)
+    assert len((repo / "metrics" / "plots" / "evaluators.csv").read_text().splitlines()) == 1 + 2 * len(names)
+    assert "## Evaluators: which ranks cells truthfully, and at what cost" in report
     tau_plot = (repo / "metrics" / "plots" / "tau_over_training.csv").read_text().splitlines()
     assert tau_plot[0] == "run,ranking,epoch,kendall_tau" and len(tau_plot) == 3  # 2 seeds x epoch 1
     trace_plot = (repo / "metrics" / "plots" / "search_trace.csv").read_text().splitlines()
@@ -62,6 +78,14 @@ def test_repro_then_experiment_with_another_policy(repo):
     run(repo, "dvc", "plots", "show", "-o", "plots_html")
     assert (repo / "plots_html" / "index.html").stat().st_size > 0
     assert "final_ppl.png" in (repo / "plots_html" / "index.html").read_text()
+
+    # a policy with another evaluator: only its searches (and what follows) rerun, the ranks are cached
+    experiment = run(repo, "dvc", "exp", "run", "-S", "policy=random_ws", "-S",
+                     "search.random_ws.evaluator=few_shot").stdout
+    assert "Running stage 'search@random_ws-0'" in experiment and "Running stage 'rank@" not in experiment
+    third = summary(repo)
+    assert third["policies"]["random_ws"]["evaluator"] == "few_shot"
+    assert set(third["weight_sharing"]["random_ws/0"]) == {"few_shot_valid_ppl"}
 
 
 EXPERIMENTS = [  # policy, its cell output rule, its rankings of all cells, whether the ground truth trains

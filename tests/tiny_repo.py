@@ -21,6 +21,8 @@ TINY = {
     "model": {"hidden_size": 8},
     "train": TINY_TRAIN,
     "search": {"supernet": {"model": {"hidden_size": 8}, "train": TINY_TRAIN},
+               # the 1-node space has 4 cells (3 landmarks: 3 pairs) and the recipe 1 epoch
+               "evaluators": {"landmark": {"landmarks": 3, "warmup_epochs": 0}, "short_training": {"epochs": 1}},
                "random_ws": {"ranking_every": 1}, "enas": {"ranking_every": 1}, "darts": {"ranking_every": 1},
                "nao": {"rounds": 2, "ranking_every": 1, "epd": {"epochs": 20}, "supernet": {"train": {"epochs": 1}}}},
     "ground_truth": {"seeds": [0, 1], "workers": 1},

@@ -2,7 +2,8 @@
 
 Yu et al. (2020, Sec. 4.3) ran ENAS and NAO on NASBench-101 with and without weight sharing
 and found that without it they beat random far more often. Here a policy's two versions are two
-experiments (`search.<policy>.evaluator: shared_weights` or `oracle`), judged by one ground truth;
+experiments (`search.<policy>.evaluator`: a supernet, such as `shared_weights`, or `oracle`),
+judged by one ground truth;
 this module reads their analysis summaries and sets out, per policy, evaluator and budget:
 
 * its cost: cells trained from scratch (the oracle's budget spent) and supernet trainings;
@@ -31,6 +32,7 @@ from naseval.analysis.statistics import (
     summary_statistics,
 )
 from naseval.analysis.summary import RANDOM_SAMPLING
+from naseval.core.evaluator_kinds import SUPERNETS
 
 RANDOM_SEARCH = "random_search"  # the reference at equal budget
 WITHOUT_WEIGHT_SHARING = {"random_ws": RANDOM_SEARCH}  # a policy whose version without it has another name
@@ -119,7 +121,7 @@ def ablation_rows(results: list[Result], confidence: float = 0.95, seed: int = 0
             "policy": result.policy, "label": result.label, "evaluator": result.evaluator,
             "experiments": ", ".join(result.experiments), "ground_truth": result.ground_truth,
             "runs": len(result.runs), "seeds": sorted(result.runs), "budget": result.budget,
-            "cells_trained": result.cells_trained, "supernet_trainings": int(result.evaluator == "shared_weights"),
+            "cells_trained": result.cells_trained, "supernet_trainings": int(result.evaluator in SUPERNETS),
             "ground_truth_rank": summary_statistics(ranks), "regret": summary_statistics(regrets),
             "found_best": sum(rank == 1 for rank in ranks),
             "vs_random_sampling": None if result.policy == RANDOM_SAMPLING else exact(result, 1, confidence),
@@ -133,9 +135,10 @@ def ablation_rows(results: list[Result], confidence: float = 0.95, seed: int = 0
 
 
 def twin_rows(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(with weight sharing, without) pairs of rows judged by the same ground truth."""
+    """(with weight sharing, without) pairs of rows judged by the same ground truth; every supernet
+    evaluator (plain weight sharing and its remedies) is a "with"."""
     pairs = []
-    for shared in (r for r in rows if r["evaluator"] == "shared_weights"):
+    for shared in (r for r in rows if r["evaluator"] in SUPERNETS):
         twin = WITHOUT_WEIGHT_SHARING.get(shared["policy"], shared["policy"])
         pairs += [(shared, alone) for alone in rows if alone["policy"] == twin and alone["evaluator"] == "oracle"
                   and alone["ground_truth"] == shared["ground_truth"]]

@@ -144,6 +144,11 @@ def ablation_figure(rows: list[dict[str, Any]]) -> Figure:
     figure = Figure(figsize=(1.8 + 1.5 * len(policies), 4))
     ax = figure.subplots()
     styles = {"shared_weights": ("o", "C0", -0.15), "oracle": ("s", "C1", 0.15), "none": ("^", "0.4", 0.0)}
+    labels = {"shared_weights": "with weight sharing", "oracle": "without (oracle)", "none": "scores nothing"}
+    others = {row["evaluator"] for row in rows if isinstance(row["evaluator"], str)} - set(styles)
+    for i, evaluator in enumerate(sorted(others)):  # the remedies of weight sharing, short training, proxies
+        styles[evaluator] = (MARKERS[(i + 3) % len(MARKERS)], f"C{(i + 2) % 10}", -0.3)
+        labels[evaluator] = f"evaluator {evaluator}"
     for row in rows:
         marker, color, shift = styles.get(row["evaluator"], styles["none"])
         x = policies.index(category(row)) + shift
@@ -152,9 +157,7 @@ def ablation_figure(rows: list[dict[str, Any]]) -> Figure:
         ax.errorbar(x, np.mean(row["ranks"]), fmt="_k", markersize=16)
     for evaluator, (marker, color, _) in styles.items():
         if any(row["evaluator"] == evaluator for row in rows):
-            ax.scatter([], [], marker=marker, color=color, label={"shared_weights": "with weight sharing",
-                                                                  "oracle": "without (oracle)",
-                                                                  "none": "scores nothing"}[evaluator])
+            ax.scatter([], [], marker=marker, color=color, label=labels[evaluator])
     ax.set_xticks(range(len(policies)), policies)
     ax.set_ylim(max(max(row["ranks"]) for row in rows) + 1, 0)  # rank 1 on top
     ax.set_ylabel("ground-truth rank of the found cell (1 = best)")
@@ -164,9 +167,33 @@ def ablation_figure(rows: list[dict[str, Any]]) -> Figure:
     return figure
 
 
+def evaluators_figure(rows: list[dict[str, Any]], ceiling: float | None) -> Figure:
+    """Each evaluator's Kendall tau with the ground truth against its cost, one point per seed."""
+    figure = Figure(figsize=(7, 4.2))
+    ax = figure.subplots()
+    names = list(dict.fromkeys(row["evaluator"] for row in rows))
+    for i, name in enumerate(names):
+        points = [row for row in rows if row["evaluator"] == name]
+        ax.scatter([p["training_epochs"] for p in points],
+                   [np.nan if p["kendall_tau"] is None else p["kendall_tau"] for p in points],
+                   marker=MARKERS[i % len(MARKERS)], color=f"C{i % 10}", label=name, alpha=0.8)
+    ax.axhline(0, color="0.6", linewidth=1)
+    if ceiling is not None:
+        ax.axhline(ceiling, color="k", linestyle="--", linewidth=1, label="ceiling: a perfect ranking's expected tau")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_ylim(-1, 1)
+    ax.set_xlabel("cost: passes of one cell over the training split (symlog)")
+    ax.set_ylabel("Kendall tau with the ground truth")
+    ax.set_title("Which evaluator ranks cells truthfully, and at what cost? (one point per seed)", fontsize=10)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.grid(alpha=0.3)
+    return figure
+
+
 def render_figures(analysis: Analysis, confidence: float) -> dict[str, tuple[str, bytes]]:
     """File name -> (caption, PNG) for every figure the analysis has data for."""
     summary = analysis.summary
+    ceiling = ((summary.get("ground_truth") or {}).get("reliability") or {}).get("ceiling_tau")
     figures = {}
     if analysis.final_ppl:
         figures["final_ppl.png"] = ("Test perplexity of each seed's found cell, per policy (paper Fig. 3)",
@@ -184,5 +211,10 @@ def render_figures(analysis: Analysis, confidence: float) -> dict[str, tuple[str
     if analysis.tau_rows:
         figures["tau_over_training.png"] = (
             "Kendall tau with the ground truth over supernet training",
-            tau_figure(analysis.tau_rows, (summary["ground_truth"]["reliability"] or {}).get("ceiling_tau")))
+            tau_figure(analysis.tau_rows, ceiling))
+    if any(row["kendall_tau"] is not None for row in analysis.evaluator_rows):
+        figures["evaluators.png"] = (
+            "Each evaluator's Kendall tau with the ground truth against its cost, one point per seed "
+            "(`params` ties every cell: no tau)",
+            evaluators_figure(analysis.evaluator_rows, ceiling))
     return {name: (caption, png(figure)) for name, (caption, figure) in figures.items()}

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from naseval.analysis.evaluators import EvaluatorRanking
 from naseval.analysis.summary import GroundTruth, RunRecord
 from naseval.core.errors import NasevalError
 from naseval.core.records import (
+    RANKING,
     SEARCH_RESULT,
     SEARCH_TRACE,
     TOP,
@@ -80,3 +82,19 @@ def read_ground_truth(root: Path, seeds: list[int], groups: int = 1) -> GroundTr
                            f"({', '.join(sorted(rules))})")
     return GroundTruth(valid_ppl, genotypes, failed, cell_output=rules.pop(),
                        curves={seed: c for seed, c in curves.items() if c}) if valid_ppl else None
+
+
+def read_evaluator_rankings(root: Path, names: list[str], seeds: list[int]) -> list[EvaluatorRanking]:
+    """The rank stage's records of every evaluator in `names` with every seed."""
+    rankings = []
+    for name in names:
+        for seed in seeds:
+            path = seed_dir(root / name, seed) / RANKING
+            if not path.is_file():
+                raise NasevalError(f"{path} not found: run the rank stage (dvc repro rank)")
+            record = read_json(path)
+            rankings.append(EvaluatorRanking(
+                name=name, seed=seed, scores={int(cell): score for cell, score in record["scores"].items()},
+                cost=record["cost"], cost_unit=record["cost_unit"], training_epochs=record["training_epochs"],
+                seconds=record["seconds"], cell_output=record["cell_output"], facts=record["facts"]))
+    return rankings

@@ -18,6 +18,11 @@ from naseval.core.errors import NasevalError
 Scores = dict[int, float]
 
 
+def finite(value: float) -> float | None:
+    """NaN (e.g. the tau of a constant ranking) as None, which JSON and the report can show."""
+    return value if math.isfinite(value) else None
+
+
 def matched(a: Scores, b: Scores) -> tuple[np.ndarray, np.ndarray]:
     common = sorted(set(a) & set(b))
     if len(common) < 2:

@@ -8,6 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 from naseval.analysis.coverage import MISCALIBRATED
+from naseval.analysis.evaluators import evaluator_verdicts
 from naseval.analysis.summary import RANDOM_SAMPLING, Analysis, AnalysisConfig
 
 
@@ -122,6 +123,8 @@ def evaluator_findings(summary: dict[str, Any]) -> list[str]:
     for policy, stats in summary["policies"].items():
         if stats.get("evaluator") == "shared_weights":
             findings.append(f"{policy} scored cells with weight sharing (`evaluator: shared_weights`).")
+        elif isinstance(stats.get("evaluator"), str) and "oracle" not in stats:
+            findings.append(f"{policy} scored cells with `evaluator: {stats['evaluator']}` (docs/evaluators.md).")
         elif "oracle" in stats:
             oracle = stats["oracle"]
             findings.append(
@@ -369,6 +372,28 @@ def weight_sharing_table(summary: dict[str, Any], config: AnalysisConfig) -> str
                            *(f"top-{k} overlap" for k in config.top_k)], rows)
 
 
+def evaluators_table(summary: dict[str, Any], config: AnalysisConfig) -> str:
+    """The evaluators table: tau with the ground truth, stability, cost and the tests."""
+    def vs(row: dict[str, Any], baseline: str) -> str:
+        test = row.get(f"vs_{baseline}")
+        if not test:
+            return ""
+        p, holm = p_value(test["welch_p"]), p_value(test["welch_p_holm"])
+        sign = "+" if test["difference_of_means"] >= 0 else ""
+        return f"{sign}{number(test['difference_of_means'], 2)} (p {p}, Holm {holm})"
+
+    rows = [[f"`{row['name']}`", "ties every cell" if row["constant_ranking"] else number(row["kendall_tau"], 2),
+             interval(row["kendall_tau_interval"], 2).strip() or "n/a", number(row["kendall_tau_over_ceiling"], 2),
+             number(row["seed_to_seed_kendall_tau"], 2), *(number(row[f"top_{k}_overlap"], 2) for k in config.top_k),
+             f"{row['cost']['value']:g} {row['cost']['unit']}", number(row["cost"]["training_epochs"], 1),
+             number(row["cost"]["seconds"], 1), vs(row, "shared_weights"), vs(row, "params")]
+            for row in summary["evaluators"]]
+    return markdown_table(["evaluator", "Kendall tau (mean over seeds)", f"{config.confidence:.0%} interval over seeds",
+                           "tau / ceiling", "tau between its seeds", *(f"top-{k} overlap" for k in config.top_k),
+                           "cost", "training epochs", "seconds", "vs shared_weights: tau difference",
+                           "vs params: tau difference"], rows)
+
+
 def family_table(summary: dict[str, Any]) -> str:
     """Every test behind a verdict, with Holm's adjustment over all of them."""
     return markdown_table(["finding", "p", "Holm-adjusted p"],
@@ -420,6 +445,13 @@ def render_report(analysis: Analysis, figures: dict[str, str], config: AnalysisC
     ]
     if summary.get("weight_sharing"):
         sections += ["## Weight sharing vs ground truth", weight_sharing_table(summary, config)]
+    if summary.get("evaluators"):
+        sections += ["## Evaluators: which ranks cells truthfully, and at what cost",
+                     "Each evaluator ranks every cell on its own, once per search seed (the rank stage; "
+                     "docs/evaluators.md). Cost is in the evaluator's own unit, in passes of one cell over the "
+                     "training split (forward and backward), and in seconds on this machine. "
+                     + " ".join(evaluator_verdicts(summary["evaluators"], config.significance)),
+                     evaluators_table(summary, config)]
     if summary.get("family"):
         sections += ["## Tests, and Holm's adjustment over them",
                      f"One family: every test a verdict above rests on. {calibration_note()}", family_table(summary)]

@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from naseval.analysis.evaluators import EvaluatorRanking, evaluators_table
 from naseval.analysis.ranking import (
     Scores,
+    finite,
     kendall_tau,
     kendall_tau_p,
     mean_scores,
@@ -159,11 +161,7 @@ class Analysis:
     ground_truth_rows: list[dict[str, Any]]  # plot rows: one per cell
     trace_rows: list[dict[str, Any]]  # plot rows: each run's pick and its search-time score over search time
     tau_rows: list[dict[str, Any]]  # plot rows: tau of weight sharing vs ground truth over search time
-
-
-def finite(value: float) -> float | None:
-    """NaN (e.g. the tau of a constant ranking) as None, which JSON and the report can show."""
-    return value if math.isfinite(value) else None
+    evaluator_rows: list[dict[str, Any]] = field(default_factory=list)  # plot rows: each evaluator's tau and cost
 
 
 def summarize_policy(runs: list[RunRecord], truth: Scores | None, confidence: float) -> dict[str, Any]:
@@ -383,10 +381,11 @@ def ground_truth_rows(truth: GroundTruth, confidence: float, space: SearchSpace 
     ]
 
 
-def output_rule(runs: list[RunRecord], ground_truth: GroundTruth | None) -> str:
-    """The one cell output rule of the runs and the ground truth. Under two rules a genotype names
-    two functions, so ranks, regrets, taus and comparisons across rules would be meaningless."""
-    rules = {r.name: r.cell_output for r in runs if r.failure is None}
+def output_rule(runs: list[RunRecord], ground_truth: GroundTruth | None, others: dict[str, str] | None = None) -> str:
+    """The one cell output rule of the runs, the ground truth and `others` (name -> rule). Under
+    two rules a genotype names two functions, so ranks, regrets, taus and comparisons across
+    rules would be meaningless."""
+    rules = {r.name: r.cell_output for r in runs if r.failure is None} | (others or {})
     if ground_truth:
         rules["the ground truth"] = ground_truth.cell_output
     if len(set(rules.values())) > 1:
@@ -400,7 +399,8 @@ def seeds_that_judge_and_answer(runs: list[RunRecord], ground_truth: GroundTruth
     """The ground-truth seeds the analysis judges with, and those an oracle answered searches from;
     refused where they meet, since a search would then be scored by the seeds that judge it."""
     judging = sorted(ground_truth.valid_ppl) if ground_truth else []
-    answering = sorted({s for r in runs if r.evaluator_name == "oracle" for s in r.evaluator["seeds"]})
+    # the oracle, and the evaluators that read its seeds (landmarks, short training), state them
+    answering = sorted({s for r in runs if r.evaluator for s in r.evaluator.get("seeds", [])})
     shared = sorted(set(judging) & set(answering))
     if shared:
         raise NasevalError(f"ground-truth seeds {', '.join(map(str, shared))} both judge and answered the oracle "
@@ -430,10 +430,12 @@ def adjust_family(summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment: Experiment,
             config: AnalysisConfig = AnalysisConfig(), space: SearchSpace | None = None,
-            reference_ppl: dict[str, dict[str, float]] | None = None) -> Analysis:
+            reference_ppl: dict[str, dict[str, float]] | None = None,
+            evaluator_rankings: list[EvaluatorRanking] = (), evaluator_names: tuple[str, ...] = ()) -> Analysis:
     """`ground_truth` is None for spaces too large to enumerate: perplexities only. The `space`
     and the corpus's `reference_ppl` (`ngram.reference_perplexities`) add the ground truth's
-    validity checks."""
+    validity checks; the rank stage's `evaluator_rankings`, in the order of `evaluator_names`,
+    the evaluators table (analysis/evaluators.py)."""
     truth = ground_truth.mean if ground_truth and ground_truth.valid_ppl else None
     summary: dict[str, Any] = {
         "experiment": {"policy": experiment.policy, "baseline": experiment.baseline,
@@ -455,6 +457,14 @@ def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment:
                      for name, scores in r.rankings.items()}
             for r in runs if r.rankings
         }
+    evaluator_rows: list[dict[str, Any]] = []
+    if evaluator_rankings:
+        output_rule([], ground_truth, {f"{r.name} seed {r.seed}": r.cell_output for r in evaluator_rankings})
+        rng = np.random.default_rng(config.bootstrap_seed)
+        agree = (lambda scores: agreement(scores, ground_truth, config, rng, space, ceiling)) if truth else None
+        summary["evaluators"], summary["evaluator_runs"], evaluator_rows = evaluators_table(
+            list(evaluator_rankings), list(evaluator_names), agree, sorted(ground_truth.valid_ppl) if truth else [],
+            config.confidence, config.top_k, ceiling if truth else None, config.bootstrap_seed)
     summary["family"] = adjust_family(summary)
     final_ppl = [
         {"policy": r.policy, "seed": r.seed, "cell_id": r.cell_id, "genotype": r.genotype, "valid_ppl": r.valid_ppl,
@@ -471,4 +481,5 @@ def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment:
                           reference_ppl["unigram"]["valid"] if reference_ppl else None) if truth else [],
         trace_rows,
         tau_rows(runs, truth) if truth else [],
+        evaluator_rows,
     )
