@@ -6,7 +6,7 @@ import typer
 
 from naseval.core.command import run_stage
 from naseval.core.data import load_corpus
-from naseval.core.errors import NasevalError
+from naseval.core.errors import NasevalError, TrainingDiverged
 from naseval.core.params import load, read_params
 from naseval.core.records import RANKING
 from naseval.core.runtime import (
@@ -21,7 +21,7 @@ from naseval.core.runtime import (
 from naseval.core.space import SearchSpace
 from naseval.search.family import NEEDS_ORACLE, EvaluatorSettings
 from naseval.search.oracle import read_oracle
-from naseval.search.space_ranking import RankConfig, rank_space
+from naseval.search.space_ranking import RankConfig, failed_ranking, rank_space
 from naseval.search.supernet import SupernetConfig
 from naseval.training.checkpoint import Checkpoint, fingerprint
 
@@ -51,12 +51,17 @@ def main(
         log = setup_logging(folder / "rank.log")
         log.info("rank: evaluator %s, seed %d, %d cells in the space", evaluator, seed, space.size)
         run = fingerprint("rank", evaluator, seed, config, supernet, settings, space, corpus.digest(), table)
-        record = rank_space(evaluator, seed, space, corpus, supernet, settings, config, table,
-                            Checkpoint(folder / RESUME / "rank.pt", run))
+        try:
+            record = rank_space(evaluator, seed, space, corpus, supernet, settings, config, table,
+                                Checkpoint(folder / RESUME / "rank.pt", run))
+        except TrainingDiverged as diverged:  # a failed ranking is a result: the analysis lists it
+            log.error("rank failed: %s", diverged)
+            record = failed_ranking(evaluator, seed, space, str(diverged))
+        else:
+            log.info("rank done in %.1f s: %d cells, cost %s %s", record["seconds"], len(record["scores"]),
+                     record["cost"], record["cost_unit"])
         write_json(folder / ENVIRONMENT, environment(supernet.train.threads))
         write_json(folder / RANKING, record)
-        log.info("rank done in %.1f s: %d cells, cost %s %s", record["seconds"], len(record["scores"]),
-                 record["cost"], record["cost_unit"])
 
 
 if __name__ == "__main__":

@@ -298,3 +298,12 @@ def test_without_a_ground_truth_the_table_keeps_each_evaluators_stability_and_co
     assert table["snip"]["seed_to_seed_kendall_tau"] == pytest.approx(np.mean([2 / 3, 1.0, 2 / 3]))
     assert "vs_params" not in table["snip"] and table["params"]["constant_ranking"]
     assert result.evaluator_rows == []
+
+
+def test_a_failed_ranking_is_left_out_and_listed():
+    failed = EvaluatorRanking("snip", 3, {}, None, None, None, None, "mean", {}, failure="training diverged")
+    result = analyze([], TRUTH, Experiment("random", "random", (0, 1, 2, 3)), AnalysisConfig(bootstrap_resamples=200),
+                     evaluator_rankings=[*RANKINGS, failed], evaluator_names=("shared_weights", "snip", "params"))
+    snip = next(row for row in result.summary["evaluators"] if row["name"] == "snip")
+    assert snip["seeds"] == [0, 1, 2] and snip["failed"] == {"count": 1, "seeds": [3]}
+    assert result.summary["evaluator_failures"] == {"snip/seed_3": "training diverged"}

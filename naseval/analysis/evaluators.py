@@ -43,6 +43,7 @@ class EvaluatorRanking:
     seconds: float
     cell_output: str
     facts: dict[str, Any]
+    failure: str | None = None  # why it has no scores: its supernet diverged
 
 
 def mean_interval(values: list[float], confidence: float) -> list[float] | None:
@@ -125,11 +126,13 @@ def evaluators_table(rankings: list[EvaluatorRanking], names: list[str],
     check_held_out(rankings, judging)
     rows, runs, points = [], {}, []
     for name in names:
-        mine = sorted((r for r in rankings if r.name == name), key=lambda r: r.seed)
+        tried = sorted((r for r in rankings if r.name == name), key=lambda r: r.seed)
+        mine = [r for r in tried if r.failure is None]
         if not mine:
             continue
         agreements = [agree(r.scores) for r in mine] if agree else []
-        rows.append(evaluator_row(name, mine, agreements, confidence, top_k, ceiling))
+        rows.append(evaluator_row(name, mine, agreements, confidence, top_k, ceiling)
+                    | {"failed": {"count": len(tried) - len(mine), "seeds": [r.seed for r in tried if r.failure]}})
         for r, a in zip(mine, agreements, strict=True) if agreements else ():
             runs[f"{name}/seed_{r.seed}"] = a
             points.append({"evaluator": name, "seed": r.seed, "kendall_tau": a["kendall_tau"],

@@ -372,6 +372,9 @@ def weight_sharing_table(summary: dict[str, Any], config: AnalysisConfig) -> str
                            *(f"top-{k} overlap" for k in config.top_k)], rows)
 
 
+WELCH = "difference of means, Welch t interval"  # its entry in MISCALIBRATED
+
+
 def evaluators_table(summary: dict[str, Any], config: AnalysisConfig) -> str:
     """The evaluators table: tau with the ground truth, stability, cost and the tests."""
     def vs(row: dict[str, Any], baseline: str) -> str:
@@ -450,7 +453,12 @@ def render_report(analysis: Analysis, figures: dict[str, str], config: AnalysisC
                      "Each evaluator ranks every cell on its own, once per search seed (the rank stage; "
                      "docs/evaluators.md). Cost is in the evaluator's own unit, in passes of one cell over the "
                      "training split (forward and backward), and in seconds on this machine. "
-                     + " ".join(evaluator_verdicts(summary["evaluators"], config.significance)),
+                     + " ".join(evaluator_verdicts(summary["evaluators"], config.significance))
+                     + " Welch's test rejects where Welch's interval leaves out 0, so it shares that interval's "
+                     f"measured coverage, which runs {MISCALIBRATED[WELCH][0]} ({MISCALIBRATED[WELCH][1]}; "
+                     "`bench/coverage.py`): there it rejects a true null more often than its level."
+                     + "".join(f" {ranking} failed and is left out: {reason}."
+                               for ranking, reason in summary.get("evaluator_failures", {}).items()),
                      evaluators_table(summary, config)]
     if summary.get("family"):
         sections += ["## Tests, and Holm's adjustment over them",

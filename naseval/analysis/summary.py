@@ -465,6 +465,8 @@ def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment:
         summary["evaluators"], summary["evaluator_runs"], evaluator_rows = evaluators_table(
             list(evaluator_rankings), list(evaluator_names), agree, sorted(ground_truth.valid_ppl) if truth else [],
             config.confidence, config.top_k, ceiling if truth else None, config.bootstrap_seed)
+        summary["evaluator_failures"] = {f"{r.name}/seed_{r.seed}": r.failure for r in evaluator_rankings
+                                         if r.failure}
     summary["family"] = adjust_family(summary)
     final_ppl = [
         {"policy": r.policy, "seed": r.seed, "cell_id": r.cell_id, "genotype": r.genotype, "valid_ppl": r.valid_ppl,

@@ -27,6 +27,11 @@ def run_dir(root: Path, policy: str, seed: int) -> Path:
     return root / policy / f"seed_{seed}"
 
 
+def without_seconds(row: dict[str, Any]) -> dict[str, Any]:
+    """A history row without its wall time, which no two runs share: records stay byte-identical."""
+    return {k: v for k, v in row.items() if k != "seconds"}
+
+
 def seed_dir(root: Path, seed: int) -> Path:
     return root / f"seed_{seed}"
 

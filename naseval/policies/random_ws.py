@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from naseval.core.params import require
+from naseval.core.records import without_seconds
 from naseval.core.runtime import seed_everything
 from naseval.policies.base import SearchPolicy, SearchTask, check_evaluator, register
-from naseval.policies.result import SearchResult, Trace, ranked_candidates, without_seconds
+from naseval.policies.result import SearchResult, Trace, ranked_candidates
 from naseval.search.evaluators import train_on_random_cells
 from naseval.search.family import SUPERNETS
 from naseval.search.supernet import RankingHistory

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from naseval.core.records import TRACE_FIELDS
+from naseval.core.records import TRACE_FIELDS, without_seconds
 from naseval.core.space import Genotype, SearchSpace, format_genotype
 
 # Every trace row has records.TRACE_FIELDS, first and in that order, so that every policy's trace
@@ -68,11 +68,6 @@ def epoch_rows(trace: Trace, history: list[dict[str, Any]], score: str = "valid_
         extra = {k: v for k, v in without_seconds(row).items() if k not in TRACE_FIELDS and k != score}
         trace.add(trace.space.from_id(row["cell_id"]), row[score], row["cost"], **extra)
     return trace.rows
-
-
-def without_seconds(row: dict[str, Any]) -> dict[str, Any]:
-    """A history row without its wall time, which no two runs share: records stay byte-identical."""
-    return {k: v for k, v in row.items() if k != "seconds"}
 
 
 def ranked_candidates(cells: Iterable[Genotype], scores: dict[int, float], space: SearchSpace) -> list[Candidate]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from naseval.core.data import Corpus
 from naseval.core.params import require
+from naseval.core.records import without_seconds
 from naseval.core.runtime import seed_everything
 from naseval.core.space import SearchSpace
 from naseval.search.evaluators import train_on_random_cells
@@ -64,10 +65,18 @@ def rank_space(name: str, seed: int, space: SearchSpace, corpus: Corpus, superne
                                     checkpoint=checkpoint.tracking(**evaluator.stateful()) if checkpoint else None)
     scores = evaluator.score(cells)
     return {
-        "evaluator": name, "seed": seed, "space_size": space.size, "cell_output": space.cell_output,
+        "evaluator": name, "seed": seed, "status": "ok", "reason": None,
+        "space_size": space.size, "cell_output": space.cell_output,
         "ranking": evaluator.ranking_name, "enumerated": len(cells) == space.size,
         "scores": {str(cell): score for cell, score in sorted(scores.items())},
         "cost": evaluator.cost, "cost_unit": evaluator.cost_unit, "training_epochs": evaluator.training_epochs,
         "seconds": round(time.perf_counter() - started, 3), "facts": evaluator.facts(),
-        "history": history,
+        "history": [without_seconds(row) for row in history],
     }
+
+
+def failed_ranking(name: str, seed: int, space: SearchSpace, reason: str) -> dict[str, Any]:
+    """The record of a ranking whose supernet diverged: no scores, and why."""
+    return {"evaluator": name, "seed": seed, "status": "failed", "reason": reason, "space_size": space.size,
+            "cell_output": space.cell_output, "scores": {}, "cost": None, "cost_unit": None,
+            "training_epochs": None, "seconds": None, "facts": {}, "history": []}

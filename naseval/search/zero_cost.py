@@ -25,7 +25,6 @@ for each proxy; as a score (lower is better, as perplexities) it is negated.
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -125,7 +124,6 @@ class ZeroCost(Evaluator):
         self.tokens_per_epoch = train.numel()
         self.measured: dict[int, float] = {}  # cell id -> proxy value
         self.charged: set[int] = set()  # the cells scored for the policy
-        self.seconds = 0.0
 
     @property
     def device(self):
@@ -139,10 +137,8 @@ class ZeroCost(Evaluator):
         """The proxy's value (higher is better), measured once per cell."""
         cell_id = self.space.to_id(cell)
         if cell_id not in self.measured:
-            started = time.perf_counter()
             self.model.load_state_dict(self.initial)
             self.measured[cell_id] = self.proxy(self.model, self.x, self.y, cell)
-            self.seconds += time.perf_counter() - started
         return self.measured[cell_id]
 
     def train(self, cell_for_step, validation_cells, label, after_epoch=None, checkpoint=None):
@@ -167,5 +163,3 @@ class ZeroCost(Evaluator):
         reads = self.name != "params"  # counting parameters reads no data
         return float(len(self.charged) * reads * self.y.numel() / self.tokens_per_epoch)
 
-    def facts(self):
-        return {**super().facts(), "seconds": round(self.seconds, 3)}
