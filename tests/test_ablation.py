@@ -117,3 +117,12 @@ def test_random_ws_is_paired_with_random_search():
                                   SUMMARIES[2]]))
     [cost] = costs(rows)
     assert cost_sentences([cost])[0].startswith("Weight sharing cost **random_ws / random_search (budget 16)** ")
+
+
+def test_every_supernet_evaluator_is_a_row_with_weight_sharing_paired_with_its_oracle_twin():
+    rows = ablation_rows(collect([("workspace", summary("random_ws", "shared_weights", (3, 9, 14, 20))),
+                                  ("few-shot", summary("random_ws", "few_shot", (2, 5, 14, 18), digest="cfg-few")),
+                                  SUMMARIES[2]]))
+    few = next(row for row in rows if row["evaluator"] == "few_shot")
+    assert few["supernet_trainings"] == 1 and few["cells_trained"] == 0
+    assert sorted(cost["shared"]["evaluator"] for cost in costs(rows)) == ["few_shot", "shared_weights"]
