@@ -307,3 +307,16 @@ def test_a_failed_ranking_is_left_out_and_listed():
     snip = next(row for row in result.summary["evaluators"] if row["name"] == "snip")
     assert snip["seeds"] == [0, 1, 2] and snip["failed"] == {"count": 1, "seeds": [3]}
     assert result.summary["evaluator_failures"] == {"snip/seed_3": "training diverged"}
+
+
+def test_each_evaluator_is_also_held_against_the_published_paper_scale_order():
+    from naseval.analysis.validity import published_ranks
+
+    published = published_ranks(SPACE)
+    rng = np.random.default_rng(0)
+    truth = GroundTruth({seed: {c: 80.0 + rng.random() for c in range(32)} for seed in (0, 1)})
+    as_published = [EvaluatorRanking("snip", s, dict(published), 32, "cells measured", 0.1, 1.0, "mean", {})
+                    for s in (0, 1)]
+    result = analyze([], truth, Experiment("random", "random", (0, 1)), AnalysisConfig(bootstrap_resamples=200),
+                     space=SPACE, evaluator_rankings=as_published, evaluator_names=("snip",))
+    assert result.summary["evaluators"][0]["kendall_tau_vs_published"] == pytest.approx(1.0)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from naseval.analysis.ranking import Scores, finite, pairwise_taus
+from naseval.analysis.ranking import Scores, finite, kendall_tau, pairwise_taus
 from naseval.analysis.statistics import holm_beside, permutation_p, welch_p
 from naseval.core.errors import NasevalError
 
@@ -70,7 +70,8 @@ def check_held_out(rankings: list[EvaluatorRanking], judging: list[int]) -> None
 
 
 def evaluator_row(name: str, mine: list[EvaluatorRanking], agreements: list[dict[str, Any]],
-                  confidence: float, top_k: tuple[int, ...], ceiling: float | None) -> dict[str, Any]:
+                  confidence: float, top_k: tuple[int, ...], ceiling: float | None,
+                  published: Scores) -> dict[str, Any]:
     taus = [a["kendall_tau"] for a in agreements]
     defined = [tau for tau in taus if tau is not None]
     tau = float(np.mean(defined)) if defined else None
@@ -84,6 +85,9 @@ def evaluator_row(name: str, mine: list[EvaluatorRanking], agreements: list[dict
         "constant_ranking": all(len(set(r.scores.values())) == 1 for r in mine),
         "kendall_tau_over_ceiling": None if tau is None or not ceiling else tau / ceiling,
         "seed_to_seed_kendall_tau": mean_or_none(between),
+        # validity: against the order Yu et al. published at paper scale, where it judges the space
+        "kendall_tau_vs_published": mean_or_none([finite(kendall_tau(r.scores, published)) for r in mine])
+        if published else None,
         **{f"top_{k}_overlap": float(np.mean([a[f"top_{k}_overlap"] for a in agreements])) if agreements else None
            for k in top_k},
         "cost": {"unit": mine[0].cost_unit, "value": float(np.mean([r.cost for r in mine])),
@@ -116,13 +120,14 @@ def add_tests(rows: list[dict[str, Any]], seed: int) -> None:
 
 def evaluators_table(rankings: list[EvaluatorRanking], names: list[str],
                      agree: Callable[[Scores], dict[str, Any]] | None, judging: list[int], confidence: float,
-                     top_k: tuple[int, ...], ceiling: float | None,
-                     seed: int) -> tuple[list[dict], dict[str, Any], list[dict]]:
+                     top_k: tuple[int, ...], ceiling: float | None, seed: int,
+                     published: Scores) -> tuple[list[dict], dict[str, Any], list[dict]]:
     """(the table's rows in the order of `names`, each ranking's agreement by `<name>/seed_<s>`,
     the plot rows: one per ranking). `agree(scores)` is a ranking's agreement with the ground
     truth (summary.agreement); None without a ground truth, where the rows keep each evaluator's
     agreement with itself across seeds and its cost, and nothing is tested. `judging`: the
-    ground-truth seeds; `seed`: the permutation tests'."""
+    ground-truth seeds; `seed`: the permutation tests'; `published`: the published paper-scale
+    ranks of the space's cells (empty where they do not judge it)."""
     check_held_out(rankings, judging)
     rows, runs, points = [], {}, []
     for name in names:
@@ -131,7 +136,7 @@ def evaluators_table(rankings: list[EvaluatorRanking], names: list[str],
         if not mine:
             continue
         agreements = [agree(r.scores) for r in mine] if agree else []
-        rows.append(evaluator_row(name, mine, agreements, confidence, top_k, ceiling)
+        rows.append(evaluator_row(name, mine, agreements, confidence, top_k, ceiling, published)
                     | {"failed": {"count": len(tried) - len(mine), "seeds": [r.seed for r in tried if r.failure]}})
         for r, a in zip(mine, agreements, strict=True) if agreements else ():
             runs[f"{name}/seed_{r.seed}"] = a

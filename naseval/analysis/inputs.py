@@ -97,5 +97,5 @@ def read_evaluator_rankings(root: Path, names: list[str], seeds: list[int]) -> l
                 name=name, seed=seed, scores={int(cell): score for cell, score in record["scores"].items()},
                 cost=record["cost"], cost_unit=record["cost_unit"], training_epochs=record["training_epochs"],
                 seconds=record["seconds"], cell_output=record["cell_output"], facts=record["facts"],
-                failure=record["reason"] if record["status"] == "failed" else None))
+                failure=record["reason"] if record.get("status") == "failed" else None))
     return rankings

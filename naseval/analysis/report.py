@@ -387,12 +387,14 @@ def evaluators_table(summary: dict[str, Any], config: AnalysisConfig) -> str:
 
     rows = [[f"`{row['name']}`", "ties every cell" if row["constant_ranking"] else number(row["kendall_tau"], 2),
              interval(row["kendall_tau_interval"], 2).strip() or "n/a", number(row["kendall_tau_over_ceiling"], 2),
-             number(row["seed_to_seed_kendall_tau"], 2), *(number(row[f"top_{k}_overlap"], 2) for k in config.top_k),
+             number(row["seed_to_seed_kendall_tau"], 2), number(row["kendall_tau_vs_published"], 2),
+             *(number(row[f"top_{k}_overlap"], 2) for k in config.top_k),
              f"{row['cost']['value']:g} {row['cost']['unit']}", number(row["cost"]["training_epochs"], 1),
              number(row["cost"]["seconds"], 1), vs(row, "shared_weights"), vs(row, "params")]
             for row in summary["evaluators"]]
     return markdown_table(["evaluator", "Kendall tau (mean over seeds)", f"{config.confidence:.0%} interval over seeds",
-                           "tau / ceiling", "tau between its seeds", *(f"top-{k} overlap" for k in config.top_k),
+                           "tau / ceiling", "tau between its seeds", "tau vs published order",
+                           *(f"top-{k} overlap" for k in config.top_k),
                            "cost", "training epochs", "seconds", "vs shared_weights: tau difference",
                            "vs params: tau difference"], rows)
 

@@ -464,7 +464,8 @@ def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment:
         agree = (lambda scores: agreement(scores, ground_truth, config, rng, space, ceiling)) if truth else None
         summary["evaluators"], summary["evaluator_runs"], evaluator_rows = evaluators_table(
             list(evaluator_rankings), list(evaluator_names), agree, sorted(ground_truth.valid_ppl) if truth else [],
-            config.confidence, config.top_k, ceiling if truth else None, config.bootstrap_seed)
+            config.confidence, config.top_k, ceiling if truth else None, config.bootstrap_seed,
+            published_ranks(space) if space is not None else {})
         summary["evaluator_failures"] = {f"{r.name}/seed_{r.seed}": r.failure for r in evaluator_rankings
                                          if r.failure}
     summary["family"] = adjust_family(summary)
