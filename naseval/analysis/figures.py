@@ -181,6 +181,7 @@ def evaluators_figure(rows: list[dict[str, Any]], ceiling: float | None) -> Figu
     if ceiling is not None:
         ax.axhline(ceiling, color="k", linestyle="--", linewidth=1, label="ceiling: a perfect ranking's expected tau")
     ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(0, 2 * max([row["training_epochs"] for row in rows] + [1.0]))  # costs are never negative
     ax.set_ylim(-1, 1)
     ax.set_xlabel("cost: passes of one cell over the training split (symlog)")
     ax.set_ylabel("Kendall tau with the ground truth")
