@@ -4,8 +4,10 @@ against the ground truth, and which evaluators beat plain weight sharing and the
 Every row is a function of the seeds' rankings: Kendall tau with the ground-truth mean (its mean
 over seeds, with a t interval over seeds: the evaluator's own randomness, which is what differs
 between evaluators; the ground truth's noise and the space's cells are common to all of them and
-are in each seed's bootstrap intervals, `runs`), the tau between its own seeds, top-k overlap,
-tau over the ground truth's ceiling, and the cost. Differences are tested across seeds with
+are in each seed's bootstrap intervals, `evaluator_runs`), the tau between its own seeds, top-k
+overlap, tau over the ground truth's ceiling, tau against the order Yu et al. published at paper
+scale (validity: whether what it ranks is the architecture), and the cost. Differences are
+tested across seeds with
 Welch's t test, Holm-adjusted over the family of every comparison with `shared_weights` and with
 `params`; the exact permutation p is given beside it.
 
