@@ -19,7 +19,10 @@ from tiny_repo import environment, run, tiny_repo
 pytestmark = pytest.mark.integration
 
 NASEVAL = (sys.executable, "-m", "naseval.cli")
-STAGES = 17  # prepare, oracle, 2 ground-truth seeds, 4 searches, extracts and trains, analyze
+# One evaluator ranks the space: the rank stage runs as a job too, without 22 of them (the tiny profile's
+# whole table is the pipeline test's).
+RANKED = {"rank": {"evaluators": ["params"]}}
+STAGES = 19  # prepare, oracle, 2 ground-truth seeds, 4 searches, extracts and trains, 2 ranks, analyze
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +34,13 @@ def ptb() -> Path:
 
 @pytest.fixture(scope="module")
 def serial_summary(ptb, tmp_path_factory) -> bytes:
-    repo = tiny_repo(tmp_path_factory.mktemp("serial"))
+    repo = tiny_repo(tmp_path_factory.mktemp("serial"), RANKED)
     run(repo, "dvc", "repro")
     return (repo / "metrics" / "summary.json").read_bytes()
 
 
 def campaign_repo(path: Path, launch_yaml: str) -> Path:
-    repo = tiny_repo(path)
+    repo = tiny_repo(path, RANKED)
     (repo / "launch.yaml").write_text(launch_yaml)
     run(repo, "git", "add", "launch.yaml")
     run(repo, "git", "commit", "-qm", "launch settings")

@@ -18,6 +18,13 @@ def repo(tmp_path, ptb_dir, monkeypatch) -> Path:
     return tiny_repo(tmp_path)
 
 
+@pytest.fixture
+def repo_ranked_by_params(tmp_path, ptb_dir, monkeypatch) -> Path:
+    """The tiny profile with one evaluator in the rank stage: the whole table is the first test's."""
+    monkeypatch.setenv("NASEVAL_PTB_DIR", str(ptb_dir))
+    return tiny_repo(tmp_path, {"rank": {"evaluators": ["params"]}})
+
+
 def summary(repo: Path) -> dict:
     return json.loads((repo / "metrics" / "summary.json").read_text())
 
@@ -95,7 +102,8 @@ EXPERIMENTS = [  # policy, its cell output rule, its rankings of all cells, whet
 ]
 
 
-def test_experiments_with_the_search_policies(repo):
+def test_experiments_with_the_search_policies(repo_ranked_by_params):
+    repo = repo_ranked_by_params
     for policy, cell_output, rankings, trains_ground_truth in EXPERIMENTS:
         experiment = run(repo, "dvc", "exp", "run", "-S", f"policy={policy}", "-S",
                          f"space.cell_output={cell_output}").stdout
@@ -142,7 +150,8 @@ WITHOUT_WEIGHT_SHARING = [  # dvc exp run settings, the policy, its evaluator
 ]
 
 
-def test_experiments_with_and_without_weight_sharing(repo):
+def test_experiments_with_and_without_weight_sharing(repo_ranked_by_params):
+    repo = repo_ranked_by_params
     for settings, policy, evaluator in WITHOUT_WEIGHT_SHARING:
         experiment = run(repo, "dvc", "exp", "run", *(f"-S{setting}" for setting in settings)).stdout
         assert ("Running stage 'oracle'" in experiment) == (settings == ["policy=enas"])  # trained once
