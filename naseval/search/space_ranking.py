@@ -19,7 +19,7 @@ from naseval.core.data import Corpus
 from naseval.core.params import require
 from naseval.core.records import without_seconds
 from naseval.core.runtime import seed_everything
-from naseval.core.space import SearchSpace
+from naseval.core.space import Genotype, SearchSpace
 from naseval.search.evaluators import train_on_random_cells
 from naseval.search.family import EVALUATORS, EvaluatorSettings, make_evaluator
 from naseval.search.oracle import OracleTable
@@ -46,7 +46,8 @@ class RankConfig:
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
 
 
-def ranked_cells(space: SearchSpace, config: RankConfig) -> list:
+def ranked_cells(space: SearchSpace, config: RankConfig) -> list[Genotype]:
+    """Every cell of an enumerable space, else the same sample for every evaluator and seed."""
     if space.size <= config.score_all_up_to:
         return list(space.enumerate())
     return space.sample_distinct(config.sample_cells, np.random.default_rng(config.sample_seed))
