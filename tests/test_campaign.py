@@ -349,10 +349,13 @@ def test_the_supernets_recipe_changes_every_search_and_what_follows_it_and_nothi
     (keyed / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     after = read_pipeline(keyed)
     changed = {name for name in before.stages if before.stages[name].key != after.stages[name].key}
-    # random reads no supernet, but DVC's params are the same for every item of the search matrix
+    # random reads no supernet, but DVC's params are the same for every item of the search matrix;
+    # so for the rank matrix, whose supernets (and the proxies' initial model) read the recipe
     searches = {f"{stage}@{policy}-{seed}" for stage in ("search", "extract", "train")
                 for policy in ("random_ws", "random") for seed in (0, 1)}
-    assert changed == searches | {"analyze"}
+    ranks = {name for name in before.stages if name.startswith("rank@")}
+    assert len(ranks) == 2 * len(params["rank"]["evaluators"])
+    assert changed == searches | ranks | {"analyze"}
 
 
 @pytest.mark.integration
@@ -375,5 +378,5 @@ def subprocess_naseval(repo: Path, *args: str):
 @pytest.mark.integration
 def test_a_dry_run_names_the_first_wave(keyed):
     result = run(keyed, "python", "-m", "naseval.cli", "launch", "--executor", "local", "--dry-run")
-    assert "would submit prepare (key " in result.stderr and "1 ready, 16 waiting" in result.stderr
+    assert "would submit prepare (key " in result.stderr and "1 ready, 38 waiting" in result.stderr  # 22 ranks
     assert not (keyed / ".naseval" / "campaign" / "jobs").exists()
