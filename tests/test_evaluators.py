@@ -271,6 +271,7 @@ def test_the_evaluators_table_scores_each_evaluator_against_the_ground_truth():
     assert low < 8 / 9 < high
     assert snip["seed_to_seed_kendall_tau"] == pytest.approx(np.mean([2 / 3, 1.0, 2 / 3]))
     assert table["params"]["constant_ranking"] and table["params"]["kendall_tau"] is None
+    assert table["params"]["top_1_overlap"] is None  # a tie broken by cell id is no top 1
     assert snip["cost"] == {"unit": "supernet epochs", "value": 10.0, "training_epochs": 10.0, "seconds": 2.0}
     # each against shared weights and against params (tau 0), none against itself: Holm over all four
     assert set(snip) >= {"vs_shared_weights", "vs_params"} and "vs_shared_weights" not in table["shared_weights"]

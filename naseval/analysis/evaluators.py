@@ -78,20 +78,21 @@ def evaluator_row(name: str, mine: list[EvaluatorRanking], agreements: list[dict
     defined = [tau for tau in taus if tau is not None]
     tau = float(np.mean(defined)) if defined else None
     between = [finite(t) for t in pairwise_taus([r.scores for r in mine])]
+    constant = all(len(set(r.scores.values())) == 1 for r in mine)  # its top k would be the lowest ids
     return {
         "name": name,
         "seeds": [r.seed for r in mine],
         "kendall_tau": tau,
         "kendall_tau_interval": mean_interval(defined, confidence),
         "kendall_tau_by_seed": taus,
-        "constant_ranking": all(len(set(r.scores.values())) == 1 for r in mine),
+        "constant_ranking": constant,
         "kendall_tau_over_ceiling": None if tau is None or not ceiling else tau / ceiling,
         "seed_to_seed_kendall_tau": mean_or_none(between),
         # validity: against the order Yu et al. published at paper scale, where it judges the space
         "kendall_tau_vs_published": mean_or_none([finite(kendall_tau(r.scores, published)) for r in mine])
         if published else None,
-        **{f"top_{k}_overlap": float(np.mean([a[f"top_{k}_overlap"] for a in agreements])) if agreements else None
-           for k in top_k},
+        **{f"top_{k}_overlap": float(np.mean([a[f"top_{k}_overlap"] for a in agreements]))
+           if agreements and not constant else None for k in top_k},
         "cost": {"unit": mine[0].cost_unit, "value": float(np.mean([r.cost for r in mine])),
                  "training_epochs": float(np.mean([r.training_epochs for r in mine])),
                  "seconds": float(np.mean([r.seconds for r in mine]))},
