@@ -14,7 +14,8 @@ from naseval.nn.model import ModelConfig
 from naseval.policies import SearchTask, get_policy, policy_names
 from naseval.policies.random_ws import RandomWSConfig
 from naseval.search.evaluators import SHARED_WEIGHTS_RANKING
-from naseval.search.family import EVALUATORS, NEEDS_ORACLE
+from naseval.search.family import EVALUATORS, NEEDS_ORACLE, EvaluatorSettings
+from naseval.search.few_shot import FewShotConfig
 from naseval.search.oracle import OracleTable
 from naseval.search.supernet import SupernetConfig
 from naseval.training.recipe import TrainConfig
@@ -28,8 +29,12 @@ TOY_ORACLE = OracleTable({3: {c: 100.0 + c for c in range(32)}, 4: {c: 200.0 + c
                           for seed, offset in ((3, 100.0), (4, 200.0))})
 
 
+# Few-shot fine-tunes each of its 4 sub-supernets for 1 epoch, not 5: the contract is the same.
+TOY_EVALUATORS = EvaluatorSettings(few_shot=FewShotConfig(finetune_epochs=1))
+
+
 def toy_task(corpus, seed=0, nodes=2, oracle=TOY_ORACLE, supernet=TOY_SUPERNET):
-    return SearchTask(SearchSpace(nodes), corpus, seed, supernet, oracle=oracle)
+    return SearchTask(SearchSpace(nodes), corpus, seed, supernet, oracle=oracle, evaluators=TOY_EVALUATORS)
 
 
 def check_trace(trace, evaluator):
