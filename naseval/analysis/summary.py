@@ -448,6 +448,7 @@ def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment:
     if comparison:
         summary["comparison"] = comparison
     summary["runs"] = {r.name: run_summary(r, truth) for r in runs}
+    ceiling: float | None = None
     if truth:
         summary["ground_truth"] = ground_truth_summary(ground_truth, config, space, reference_ppl)
         ceiling = finite((summary["ground_truth"]["reliability"] or {}).get("ceiling_tau", math.nan))
@@ -464,7 +465,7 @@ def analyze(runs: list[RunRecord], ground_truth: GroundTruth | None, experiment:
         agree = (lambda scores: agreement(scores, ground_truth, config, rng, space, ceiling)) if truth else None
         summary["evaluators"], summary["evaluator_runs"], evaluator_rows = evaluators_table(
             list(evaluator_rankings), list(evaluator_names), agree, sorted(ground_truth.valid_ppl) if truth else [],
-            config.confidence, config.top_k, ceiling if truth else None, config.bootstrap_seed,
+            config.confidence, config.top_k, ceiling, config.bootstrap_seed,
             published_ranks(space) if space is not None else {})
         summary["evaluator_failures"] = {f"{r.name}/seed_{r.seed}": r.failure for r in evaluator_rankings
                                          if r.failure}

@@ -249,8 +249,7 @@ class OracleEvaluator(Evaluator):
     @property
     def training_epochs(self):
         """Each cell it trained, for the epochs the oracle stage trained it."""
-        curves = [curve for by_cell in self.oracle.table.curves.values() for curve in by_cell.values()]
-        return float(self.oracle.spent * max(map(len, curves), default=0))
+        return float(self.oracle.spent * self.oracle.table.epochs)
 
     def stateful(self):
         return {"oracle": self.oracle}

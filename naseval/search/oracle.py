@@ -55,6 +55,11 @@ class OracleTable:
     def seeds(self) -> list[int]:
         return sorted(self.valid_ppl)
 
+    @property
+    def epochs(self) -> int:
+        """The epochs of training every learning curve holds; 0 without curves."""
+        return min((len(curve) for by_cell in self.curves.values() for curve in by_cell.values()), default=0)
+
     def check_matches(self, space: SearchSpace) -> None:
         """Refuse a table trained for another space: its cell ids would name other cells."""
         if (self.space_size, self.cell_output) != (space.size, space.cell_output):

@@ -40,9 +40,8 @@ def truncated(table: OracleTable, epochs: int) -> OracleTable:
     if not table.curves:
         raise NasevalError("short_training reads the oracle stage's learning curves: set oracle.seeds and run the "
                            "oracle stage")
-    trained = min(len(curve) for by_cell in table.curves.values() for curve in by_cell.values())
-    require(epochs <= trained, "search.evaluators.short_training.epochs", epochs,
-            f"at most the {trained} epochs the oracle stage trained")
+    require(epochs <= table.epochs, "search.evaluators.short_training.epochs", epochs,
+            f"at most the {table.epochs} epochs the oracle stage trained")
     return OracleTable({seed: {cell: min(curve[:epochs]) for cell, curve in by_cell.items()}
                         for seed, by_cell in table.curves.items()}, table.cell_output, table.space_size)
 
