@@ -32,6 +32,10 @@ def ptb_dir() -> Path:
 
 @pytest.fixture
 def tiny_corpus() -> Corpus:
+    return make_tiny_corpus()
+
+
+def make_tiny_corpus() -> Corpus:
     """A corpus with learnable structure: a repeating sentence with a little noise."""
     rng = np.random.default_rng(0)
     vocabulary = [f"w{i}" for i in range(20)] + ["<eos>", "<unk>"]

@@ -1,4 +1,6 @@
+import contextlib
 import dataclasses
+import os
 import re
 import signal
 import subprocess
@@ -7,12 +9,13 @@ import time
 
 import pytest
 import yaml
-from conftest import ROOT, tiny_stage_inputs
+from conftest import ROOT, make_tiny_corpus, tiny_stage_inputs
 
+from bench.stop_signals import STOPS
 from naseval.core.errors import NasevalError, TrainingDiverged
 from naseval.core.ground_truth_config import GroundTruthConfig
 from naseval.core.records import GROUND_TRUTH, merged_groups
-from naseval.core.runtime import write_json
+from naseval.core.runtime import RESUME, write_json
 from naseval.core.space import SearchSpace
 from naseval.nn.model import ModelConfig
 from naseval.training.ground_truth import ground_truth_record
@@ -56,33 +59,61 @@ def test_workers_do_not_change_a_single_byte_and_batching_is_tracked(tmp_path, t
     assert {"train", "ground_truth.cells_per_batch"} <= set(tracked) and "ground_truth.workers" not in tracked
 
 
+def ground_truth_command(root, out):
+    return [sys.executable, "-m", "stages.ground_truth", "--seed", "3", "--data", str(root / "data"),
+            "--out", str(out), "--params", str(root / "params.yaml")]
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    """A ground truth of 8 batches on 2 workers, and its cells.csv uninterrupted: what every stopped
+    run, resumed, must equal byte for byte."""
+    root = tmp_path_factory.mktemp("two_workers")
+    params = tiny_stage_inputs(root, make_tiny_corpus(), epochs=3, lr=2.0)
+    params["ground_truth"] |= {"cells_per_batch": 4, "workers": 2}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    subprocess.run(ground_truth_command(root, root / "whole"), cwd=ROOT, check=True, capture_output=True)
+    return root, (root / "whole" / "cells.csv").read_bytes()
+
+
 @pytest.mark.integration
-def test_a_warned_ground_truth_with_two_workers_stops_them_and_resumes_to_the_same_cells(tmp_path, tiny_corpus):
-    """SIGUSR1 reaches the stage, which forwards it to its pool's workers: the batches in training
-    save where they are, those not begun do not start, and the stage stops. Run again, it ends
-    byte for byte as a run never stopped."""
-    params = tiny_stage_inputs(tmp_path, tiny_corpus, epochs=6, lr=2.0)
-    params["ground_truth"] |= {"cells_per_batch": 4, "workers": 2}  # 8 batches
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-
-    def stage(out):
-        return [sys.executable, "-m", "stages.ground_truth", "--seed", "3", "--data", str(tmp_path / "data"),
-                "--out", str(out), "--params", str(tmp_path / "params.yaml")]
-
-    subprocess.run(stage(tmp_path / "whole"), cwd=ROOT, check=True, capture_output=True)
-    warned = subprocess.Popen(stage(tmp_path / "gt"), cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    log = tmp_path / ".gt.partial" / "ground_truth.log"
-    while warned.poll() is None and not (log.exists() and " cell " in log.read_text()):
-        time.sleep(0.05)  # the first batch is done: two workers are on the next ones
-    warned.send_signal(signal.SIGUSR1)
-    _, stderr = warned.communicate(timeout=300)
-    assert warned.returncode == 1, "the stage finished before it was warned"
-    assert re.search(r"error: stopped by SIGUSR1: \d+ cells finished and kept, \d+ batches stopped where they were",
-                     stderr)
-    assert "stopped by SIGUSR1: checkpoint saved at" in stderr  # a worker's batch, within or at the end of an epoch
-    subprocess.run(stage(tmp_path / "gt"), cwd=ROOT, check=True, capture_output=True)
-    assert (tmp_path / "gt" / "cells.csv").read_bytes() == (tmp_path / "whole" / "cells.csv").read_bytes()
-    assert "resumed: " in (tmp_path / "gt" / "ground_truth.log").read_text()
+@pytest.mark.parametrize("how", list(STOPS))
+def test_a_ground_truth_with_two_workers_stopped_ends_promptly_and_resumes_to_the_same_cells(how, two_workers):
+    """However its workers are stopped, the stage ends within a scheduler's grace (30 s) with one
+    line saying why, keeps its finished cells and the checkpoints of the batches in training, and
+    run again ends byte for byte as a run never stopped. Before, a signal to the process group or
+    a killed worker left the pool waiting for ever for the lost batches."""
+    root, whole = two_workers
+    out = root / how.split()[0]
+    stage = subprocess.Popen(ground_truth_command(root, out), cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)  # its own process group, as a job's or a terminal's
+    log, kept = root / f".{out.name}.partial" / "ground_truth.log", root / f".{out.name}.partial" / RESUME
+    while stage.poll() is None and not (log.exists() and " cell " in log.read_text() and list(kept.glob("*.pt"))):
+        time.sleep(0.05)  # the first batch is done, and the two workers on the next ones have saved an epoch
+    sent = time.monotonic()
+    STOPS[how](stage)
+    try:
+        _, stderr = stage.communicate(timeout=60)  # a hang fails here instead of holding CI
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(stage.pid, signal.SIGKILL)
+    assert time.monotonic() - sent < 30, "the stage did not end within a scheduler's grace"
+    assert stage.returncode == 1, f"the stage finished before it was stopped: {stderr}"
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    if how.startswith("SIGKILL"):
+        assert re.fullmatch(r"error: the worker training cells \d+-\d+ was killed by SIGKILL, most often the kernel's "
+                            r"out-of-memory killer \(a batch needs about \d+ MB\): lower ground_truth.workers, .*; "
+                            r"\d+ cells finished and kept in \S+; run the stage again to continue from them", line)
+    else:
+        signal_name = how.split()[0]
+        assert re.fullmatch(rf"error: stopped by {signal_name}: \d+ cells finished and kept, \d+ batches stopped "
+                            r"where they were or not begun; run the stage again to continue from it", line)
+    if not how.startswith("SIGKILL"):  # (the other worker may have been between batches when one died)
+        assert "checkpoint saved at" in stderr  # a worker's batch, within or at the end of an epoch
+    assert list(kept.glob("cell_*.json")) and list(kept.glob("cells_*.pt")), "finished cells and checkpoints kept"
+    subprocess.run(ground_truth_command(root, out), cwd=ROOT, check=True, capture_output=True)
+    assert (out / "cells.csv").read_bytes() == whole
+    assert "resumed: " in (out / "ground_truth.log").read_text()
 
 
 def test_a_large_space_gets_a_record_without_cells(tiny_corpus):

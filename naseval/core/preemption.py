@@ -3,12 +3,15 @@ saved checkpoint and a clean exit instead of lost work.
 
 Slurm sends the warning as a signal (`sbatch --signal=B:USR1@<seconds>` to the job, which forwards
 it to the stage; SIGTERM when it preempts or cancels). Training loops that can save listen for
-these signals while they run and look at `requested()` at their safe points: the batched
-from-scratch training after every step, the other loops at their epochs' or rounds' ends. Outside
-those loops the signals keep their default effect, so a stage that trains nothing still ends at
-once. A timer (NASEVAL_CHECKPOINT_SECONDS, set by a campaign's jobs from launch.yaml) spaces the
-checkpoints out in time instead of writing one per epoch; it changes no result, since a resumed
-run continues exactly where the checkpoint was taken.
+these signals, and Ctrl-C's SIGINT, while they run and look at `requested()` at their safe
+points: the batched from-scratch training after every step, the other loops at their epochs' or
+rounds' ends. A signal sent to the whole process group (`timeout`, `docker stop`, Ctrl-C, Slurm
+without `--signal`) reaches a stage's worker processes too: for them it is the same request, and
+a second signal changes nothing, so none dies in the middle of its save. Outside those loops the
+signals keep their default effect, so a stage that trains nothing still ends at once. A timer
+(NASEVAL_CHECKPOINT_SECONDS, set by a campaign's jobs from launch.yaml) spaces the checkpoints out
+in time instead of writing one per epoch; it changes no result, since a resumed run continues
+exactly where the checkpoint was taken.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from naseval.core.errors import Preempted
 
 SIGNALS = (signal.SIGUSR1, signal.SIGTERM)  # the warning before preemption or the time limit; a cancel
+STOP_SIGNALS = (*SIGNALS, signal.SIGINT)  # what a training loop answers with a checkpoint: those, and Ctrl-C
 STAGE_PID_ENV = "NASEVAL_STAGE_PID_FILE"  # where a campaign's job learns whom to forward signals to
 CHECKPOINT_SECONDS_ENV = "NASEVAL_CHECKPOINT_SECONDS"
 
@@ -46,10 +50,11 @@ def _on_signal(number: int, frame) -> None:
 
 
 def listen_as_worker() -> None:
-    """Turn the warning (SIGUSR1, which the stage forwards whatever stop it was asked for) into a
-    request for the rest of this worker process's life. SIGTERM keeps its effect: the pool ends
-    its workers with it, and one that ignored it could hang the pool's end."""
-    signal.signal(signal.SIGUSR1, _on_signal)
+    """Turn the stop signals into a request for the rest of this worker process's life: the
+    warning the stage forwards (SIGUSR1), and SIGTERM or SIGINT sent to the whole process group.
+    The stage ends its workers by telling them, or with SIGKILL (core/workers.py)."""
+    for number in STOP_SIGNALS:
+        signal.signal(number, _on_signal)
 
 
 @contextmanager
@@ -59,8 +64,8 @@ def listening() -> Iterator[None]:
     if multiprocessing.parent_process() is not None:
         yield  # a pool worker: it listens for its whole life already
         return
-    previous = {number: signal.getsignal(number) for number in SIGNALS}
-    for number in SIGNALS:
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    for number in STOP_SIGNALS:
         signal.signal(number, _on_signal)
     pid_file = os.environ.get(STAGE_PID_ENV)
     if pid_file:

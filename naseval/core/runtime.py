@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from naseval.core.errors import NasevalError, Preempted
+from naseval.core.errors import NasevalError, Stopped
 
 if TYPE_CHECKING:
     import torch
@@ -185,10 +185,10 @@ def atomic_directory(path: Path, resumable: bool = False) -> Iterator[Path]:
     preemption, Ctrl-C) and any error that says nothing about the checkpoints (out of memory, a
     lost GPU or file system): the next run finds them in its `RESUME` folder and continues. A
     `NasevalError` (bad input, a refused checkpoint, a diverged run: a verdict that another try
-    would repeat) removes it, as any error does a plain scratch folder, except `Preempted`, a
-    stop that saved its checkpoint on purpose. Success removes the `RESUME` folder, so the outputs
-    hold results only. Where `NASEVAL_RESUME_DIR` is set, `RESUME` is a link into that folder,
-    which outlives the scratch folder's machine.
+    would repeat) removes it, as any error does a plain scratch folder, except `Stopped`: a stop
+    that saved its checkpoint on purpose, or a dead worker, whose finished cells are kept. Success
+    removes the `RESUME` folder, so the outputs hold results only. Where `NASEVAL_RESUME_DIR` is
+    set, `RESUME` is a link into that folder, which outlives the scratch folder's machine.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if resumable:
@@ -205,7 +205,7 @@ def atomic_directory(path: Path, resumable: bool = False) -> Iterator[Path]:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(scratch, path)
     except Exception as error:
-        if not resumable or (isinstance(error, NasevalError) and not isinstance(error, Preempted)):
+        if not resumable or (isinstance(error, NasevalError) and not isinstance(error, Stopped)):
             _remove_resume(scratch, shared)
             shutil.rmtree(scratch, ignore_errors=True)
         raise

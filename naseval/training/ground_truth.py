@@ -14,8 +14,6 @@ partners, validation perplexity 27.6 against 22.5).
 from __future__ import annotations
 
 import logging
-import multiprocessing
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +21,11 @@ from tqdm import tqdm
 
 from naseval.core import preemption
 from naseval.core.data import Corpus
-from naseval.core.errors import NasevalError, Preempted, RefusedCheckpoint, TrainingDiverged
+from naseval.core.errors import NasevalError, Preempted, RefusedCheckpoint, TrainingDiverged, WorkerDied
 from naseval.core.ground_truth_config import GroundTruthConfig
 from naseval.core.runtime import keep_freed_memory, read_json, write_json
 from naseval.core.space import Genotype, SearchSpace, format_genotype
+from naseval.core.workers import WorkerExit, describe_exit, run_watched
 from naseval.nn.model import ModelConfig
 from naseval.training.checkpoint import Checkpoint, fingerprint
 from naseval.training.recipe import TrainConfig, train_cell_reference
@@ -69,10 +68,6 @@ class _Job:
     checkpoint: Checkpoint | None
 
 
-def _start_worker() -> None:
-    preemption.listen_as_worker()  # the stage forwards its stop requests to its workers
-
-
 def _train_job(job: _Job) -> list[dict] | None:
     """The batch's cells, or None when a stop request came first (its checkpoint is saved)."""
     keep_freed_memory()
@@ -95,6 +90,16 @@ def _train_job(job: _Job) -> list[dict] | None:
              # the learning curve: what shorter budgets would have given (bench/reliability_study.py)
              "valid_ppl_by_epoch": [row["valid_ppl"] for row in outcome.history]}
             for i, outcome in zip(job.cell_ids, outcomes, strict=True)]
+
+
+def worker_died_message(lost: WorkerExit, kept: int, resume: Path | None, megabytes: int) -> str:
+    """One line: which batch died how, what most often causes it and what to change, what was kept."""
+    cause = f"the worker training cells {format_cell_ids(lost.job.cell_ids)} {describe_exit(lost.exitcode)}"
+    if lost.killed:
+        cause += (f", most often the kernel's out-of-memory killer (a batch needs about {megabytes} MB): lower "
+                  f"ground_truth.workers, which changes no result, or ground_truth.cells_per_batch, which is tracked")
+    where = f" in {resume}" if resume else ""
+    return f"{cause}; {kept} cells finished and kept{where}; run the stage again to continue from them"
 
 
 def format_cell_ids(cell_ids: tuple[int, ...]) -> str:
@@ -175,33 +180,34 @@ def ground_truth_record(
              megabytes, config.workers)
     if done:
         log.info("resumed: %d of %d cells were already trained", len(done), cells_here)
-    stopped = 0
-    with ExitStack() as stack:
-        stack.enter_context(preemption.listening())
+    trained = 0
+    with preemption.listening(), tqdm(total=sum(len(job.cell_ids) for job in jobs), desc=f"ground truth seed {seed}",
+                                      unit="cell") as progress:
         outcomes = map(_train_job, jobs)
         if config.workers > 1:
-            # spawn, not fork: a forked child inherits the parent's OpenMP state and can hang.
-            pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(config.workers, _start_worker))
-            outcomes = pool.imap_unordered(_train_job, jobs)
-        progress = stack.enter_context(tqdm(total=sum(map(len, (job.cell_ids for job in jobs))),
-                                            desc=f"ground truth seed {seed}", unit="cell"))
-        for batch in outcomes:
-            if batch is None:
-                stopped += 1
-                continue
-            for cell in batch:
-                if cell["status"] == "ok":
-                    log.info("cell %3d %-28s valid ppl %8.2f  test ppl %8.2f", cell["cell_id"],
-                             cell["genotype"], cell["valid_ppl"], cell["test_ppl"])
-                else:
-                    log.error("cell %3d %-28s failed: %s", cell["cell_id"], cell["genotype"], cell["reason"])
-            cells |= {cell["cell_id"]: cell for cell in batch}
-            progress.update(len(batch))
-            if finished:
-                finished.add(batch)
-    if stopped:
-        raise preemption.stop(f"{len(cells)} cells finished and kept, {stopped} batches stopped where they were "
-                              f"or not begun")
+            outcomes = run_watched(_train_job, jobs, config.workers)
+        try:
+            for batch in outcomes:
+                if batch is None:
+                    continue
+                trained += 1
+                for cell in batch:
+                    if cell["status"] == "ok":
+                        log.info("cell %3d %-28s valid ppl %8.2f  test ppl %8.2f", cell["cell_id"],
+                                 cell["genotype"], cell["valid_ppl"], cell["test_ppl"])
+                    else:
+                        log.error("cell %3d %-28s failed: %s", cell["cell_id"], cell["genotype"], cell["reason"])
+                cells |= {cell["cell_id"]: cell for cell in batch}
+                progress.update(len(batch))
+                if finished:
+                    finished.add(batch)
+        except WorkerExit as lost:
+            message = worker_died_message(lost, len(cells), resume, megabytes)
+            log.error("%s", message)
+            raise WorkerDied(message) from None
+    if trained < len(jobs):
+        raise preemption.stop(f"{len(cells)} cells finished and kept, {len(jobs) - trained} batches stopped where "
+                              f"they were or not begun")
     record = {"seed": seed, "enumerable": True, "cell_output": space.cell_output}
     if group is not None:
         record |= {"group": group, "groups": len(config.cell_groups)}
