@@ -29,7 +29,7 @@ from naseval.campaign.executors import (
     make_executor,
     visible_device,
 )
-from naseval.campaign.ledger import Campaign
+from naseval.campaign.ledger import Campaign, classify_end
 from naseval.campaign.pipeline import Pipeline, Stage, read_pipeline
 from naseval.campaign.plan import JobFacts, State, plan
 from naseval.core.errors import NasevalError
@@ -171,6 +171,18 @@ def test_interrupted_jobs_are_resubmitted_without_spending_a_retry_and_a_failure
     assert [state[a] for a in range(1, 5)] == [State.ACTIVE] * 4 and current.states["ground_truth@0"] == State.FAILED
 
 
+def test_a_stage_that_reported_a_dead_worker_failed_whatever_else_ended_its_job():
+    """An out-of-memory batch would die again: as an interruption it would be resubmitted without end."""
+    attempt = {"job_id": "slurm:7"}
+    died = {"job_id": "slurm:7", "succeeded": False, "stopped_by": None,
+            "stage_error": {"error": "WorkerDied", "message": "the worker training cells 0-15 was killed by SIGKILL"}}
+    assert classify_end(attempt, died, lambda: "TIMEOUT") == "failed"
+    assert classify_end(attempt, died | {"stopped_by": "SIGUSR1"}, lambda: None) == "failed"
+    warned = died | {"stopped_by": "SIGUSR1", "stage_error": {"error": "Preempted", "message": "stopped by SIGUSR1"}}
+    assert classify_end(attempt, warned, lambda: None) == "interrupted"
+    assert classify_end(attempt, died | {"job_id": "slurm:6"}, lambda: "TIMEOUT") == "interrupted"  # another job's
+
+
 def test_a_failing_sbatch_loses_none_of_the_submissions_before_it(tmp_path):
     executor = FakeExecutor()
     executor.refuse_after = 1  # the second submission hits a job limit
@@ -203,6 +215,7 @@ def test_waiting_outlasts_failed_looks_at_slurm(tmp_path, monkeypatch):
 
     monkeypatch.setattr(driver, "read_pipeline", lambda workspace: pipeline())
     monkeypatch.setattr(driver, "committed_head", lambda workspace: "abc")
+    monkeypatch.setattr(driver, "check_params_here", lambda workspace: None)
     config = LaunchConfig(campaign_dir="campaign", remote="shared", poll_seconds=0.01)
     final = Launch(tmp_path, [], config, Flaky()).run(wait=True)
     assert final.finished and set(final.states.values()) == {State.DONE}

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import slurm_cluster
+import yaml
 from conftest import find_ptb
 from tiny_repo import environment, run, tiny_repo
 
@@ -200,3 +201,55 @@ def test_a_preempted_ground_truth_job_saves_within_its_epoch_and_resumes_without
     resumed = cells.read_bytes()
     run(repo, "dvc", "repro", "--force", "--single-item", "ground_truth@0-0")  # the same, never stopped
     assert cells.read_bytes() == resumed
+
+
+def stage_workers(stage: str) -> list[int]:
+    """The pool workers of a running `python -m stages.<stage>` on this machine (its job's clone)."""
+    workers = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if b"spawn_main" not in (proc / "cmdline").read_bytes():
+                continue
+            parent = re.search(r"^PPid:\s+(\d+)", (proc / "status").read_text(), re.M).group(1)
+            if f"stages.{stage}".encode() in Path(f"/proc/{parent}/cmdline").read_bytes():
+                workers.append(int(proc.name))
+        except (OSError, AttributeError):  # not a process, or one that ended meanwhile
+            continue
+    return workers
+
+
+@pytest.mark.slurm
+def test_a_ground_truth_job_whose_worker_is_killed_fails_spends_a_retry_and_resumes(tmp_path, ptb, slurm):
+    """A worker killed as the out-of-memory killer would: before, the job waited for its batch until
+    its time limit, the driver counted the TIMEOUT as an interruption and resubmitted it without end.
+    Now the stage ends at once saying why, the job fails (a retry spent), and the retry succeeds."""
+    # checkpoint_minutes 0: every epoch, so that the worker killed has a checkpoint to resume from
+    repo = campaign_repo(tmp_path, "poll_seconds: 0.5\nretries: 1\ncheckpoint_minutes: 0\n"
+                                   "slurm:\n  cpus_per_task: 1\n  time: \"00:20:00\"\n")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["epochs"] = 10  # long enough to be killed mid-batch
+    params["ground_truth"] |= {"cells_per_batch": 1, "workers": 2}  # 4 batches, 2 at a time
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(repo, "git", "commit", "-qam", "a ground truth with two workers")
+    run(repo, "dvc", "repro", "prepare")
+    driver = subprocess.Popen([*NASEVAL, "launch", "--wait", "ground_truth@0-0"], cwd=repo,
+                              env=environment(slurm), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    resume = repo / ".naseval" / "campaign" / "resume"
+
+    def checkpointed() -> bool:
+        assert driver.poll() is None, driver.communicate()[0]
+        return any(resume.glob("*/group_0/cells_*.pt")) and bool(stage_workers("ground_truth"))
+
+    wait_for(checkpointed, 180, "a batch's first checkpoint")
+    os.kill(stage_workers("ground_truth")[0], signal.SIGKILL)
+    output, _ = driver.communicate(timeout=300)
+    assert driver.returncode == 0, output
+    (key, entry), = ledger(repo).items()
+    attempts = entry["attempts"]
+    assert [a.get("ended") for a in attempts][0] == "failed" and len(attempts) == 2
+    jobs = repo / ".naseval" / "campaign" / "jobs" / key
+    first = (jobs / f"slurm-{attempts[0]['job_id'].removeprefix('slurm:')}.log").read_text()
+    assert "was killed by SIGKILL, most often the kernel's out-of-memory killer" in first
+    assert outcome(repo, key)["succeeded"]  # the retry (which resumes: test_ground_truth.py checks how)
+    status = run(repo, *NASEVAL, "status", "ground_truth@0-0", env=slurm).stdout
+    assert "done     attempts 2 (0 interrupted, 1 failed)" in status

@@ -11,7 +11,9 @@ resubmitted job continues where the stopped one did.
 A warning before preemption or the time limit (SIGUSR1, from `sbatch --signal=B:USR1@...`) or a
 SIGTERM reaches this process, which forwards it to the stage's process (DVC would die of it):
 the stage saves its checkpoint at its next safe point and ends, and the outcome says it was
-stopped, so the driver resubmits it without spending a retry.
+stopped, so the driver resubmits it without spending a retry. The outcome also holds the error
+that ended the stage, where it had one: a dead worker (most often out of memory) would die again
+in a job like this one, so it spends a retry whatever stopped the job (ledger.classify_end).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from pathlib import Path
 import typer
 
 from naseval.campaign.ledger import Campaign, now
+from naseval.core.command import ERROR_FILE_ENV
 from naseval.core.preemption import CHECKPOINT_SECONDS_ENV, SIGNALS, STAGE_PID_ENV
-from naseval.core.runtime import SHARED_RESUME_ENV
+from naseval.core.runtime import SHARED_RESUME_ENV, read_json
 
 DVC = (sys.executable, "-m", "dvc")
 
@@ -78,13 +81,15 @@ def run_job(workspace: Path, campaign: Campaign, stage: str, key: str, commit: s
     shutil.rmtree(clone, ignore_errors=True)  # a requeued Slurm job starts again in the same place
     clone.parent.mkdir(parents=True, exist_ok=True)
     forward = Forwarder(clone / ".git" / "naseval-stage.pid")  # where git and DVC look at nothing
+    stage_error = clone / ".git" / "naseval-stage-error.json"
     for number in SIGNALS:
         signal.signal(number, forward)
     started = time.perf_counter()
     # This environment's python and dvc, for the stage commands too, even where it is not activated.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", SHARED_RESUME_ENV: str(campaign.resume_folder(key)),
-           STAGE_PID_ENV: str(forward.pid_file), CHECKPOINT_SECONDS_ENV: f"{checkpoint_seconds:g}"}
+           STAGE_PID_ENV: str(forward.pid_file), ERROR_FILE_ENV: str(stage_error),
+           CHECKPOINT_SECONDS_ENV: f"{checkpoint_seconds:g}"}
     print(f"[naseval job {this_job}] {now()} {stage} (key {key}) at {commit[:12]} in {clone}", flush=True)
 
     def step(*command: str) -> None:
@@ -112,7 +117,9 @@ def run_job(workspace: Path, campaign: Campaign, stage: str, key: str, commit: s
     seconds = round(time.perf_counter() - started, 1)
     campaign.write_outcome(key, {"stage": stage, "key": key, "commit": commit, "job_id": this_job,
                                  "succeeded": returncode == 0, "returncode": returncode, "seconds": seconds,
-                                 "stopped_by": None if returncode == 0 else forward.received, "ended": now()})
+                                 "stopped_by": None if returncode == 0 else forward.received,
+                                 "stage_error": read_json(stage_error) if stage_error.is_file() else None,
+                                 "ended": now()})
     ending = "done" if returncode == 0 else f"stopped by {forward.received}" if forward.received else "failed"
     print(f"[naseval job {this_job}] {now()} {stage}: {ending} in {seconds} s", flush=True)
     shutil.rmtree(clone, ignore_errors=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from naseval.campaign.config import absolute
+from naseval.core.errors import WorkerDied
 from naseval.core.runtime import write_json
 
 FORMAT = "naseval-ledger-1"
@@ -95,10 +96,14 @@ def classify_end(attempt: dict[str, Any], outcome: dict[str, Any] | None,
                  end_state: Callable[[], str | None]) -> str:
     """How an attempt that is no longer queued or running ended: succeeded, interrupted (warned
     and saved, as its outcome says, or preempted or out of time, as Slurm's accounting says) or
-    failed (anything else, a cancellation included)."""
+    failed (anything else, a cancellation included). A stage that reported a dead worker failed
+    whatever else happened: a batch too large for the node's memory would die again, and as an
+    interruption it would be resubmitted without end."""
     own = outcome if outcome and outcome.get("job_id") == attempt["job_id"] else None
     if own and own["succeeded"]:
         return "succeeded"
+    if own and (own.get("stage_error") or {}).get("error") == WorkerDied.__name__:
+        return FAILED
     if own and own.get("stopped_by") == "SIGUSR1":
         return INTERRUPTED
     state = end_state()  # asked only here: sacct is slow, and most ends are told by the outcome
