@@ -2,12 +2,15 @@
 
 import csv
 import json
+import re
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-from tiny_repo import run, tiny_repo
+from tiny_repo import environment, run, tiny_repo
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +81,7 @@ def test_repro_then_experiment_with_another_policy(repo):
         assert f"Running stage '{stage}'" not in experiment
     second = summary(repo)
     assert set(second["policies"]) == {"random"}
+    assert "Running stage 'check_params'" in experiment  # params changed: checked again, nothing follows from it
     assert second["runs"]["random/0"] == first["runs"]["random/0"]  # cached, not retrained
 
     diff = run(repo, "dvc", "metrics", "diff", "--json").stdout
@@ -93,6 +97,21 @@ def test_repro_then_experiment_with_another_policy(repo):
     third = summary(repo)
     assert third["policies"]["random_ws"]["evaluator"] == "few_shot"
     assert set(third["weight_sharing"]["random_ws/0"]) == {"few_shot_valid_ppl"}
+
+
+def test_a_bad_value_fails_within_seconds_before_anything_trains(repo):
+    """On a fresh clone nothing is cached: before, `policy=bogus` trained prepare and the oracle
+    (5.5 minutes at the default) before the search stage named it."""
+    started = time.monotonic()
+    result = subprocess.run(["dvc", "exp", "run", "-S", "policy=bogus"], cwd=repo, env=environment(),
+                            capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - started < 30
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: params.yaml: policy: unknown policy 'bogus' (known: darts, enas, evolution, nao, random, "
+                      "random_search, random_ws)"], output
+    assert re.findall(r"Running stage '([^']+)'", output) == ["check_params"]
 
 
 EXPERIMENTS = [  # policy, its cell output rule, its rankings of all cells, whether the ground truth trains

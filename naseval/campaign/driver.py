@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -19,12 +20,14 @@ from pathlib import Path
 
 from naseval.campaign.config import LaunchConfig, absolute
 from naseval.campaign.executors import Executor, JobSpec, SlurmError
+from naseval.campaign.job import DVC
 from naseval.campaign.ledger import FAILED, INTERRUPTED, Campaign, classify_end, record_attempt
 from naseval.campaign.pipeline import Pipeline, read_pipeline
 from naseval.campaign.plan import JobFacts, Plan, State, plan
 from naseval.core.errors import NasevalError
 
 log = logging.getLogger("naseval")
+CHECK_STAGE = "check_params"  # dvc.yaml's stage that checks the whole params file
 MAX_FAILED_LOOKS = 10  # failed looks at Slurm in a row before --wait gives up (a broken setup, not a hiccup)
 
 
@@ -54,6 +57,7 @@ class Launch:
         waiting, a look at Slurm that fails (after its own retries) is tried again at the next
         poll, up to MAX_FAILED_LOOKS in a row."""
         commit = committed_head(self.workspace)
+        check_params_here(self.workspace)
         pipeline = read_pipeline(self.workspace)
         counts, failed_looks = "", 0
         while True:
@@ -174,6 +178,17 @@ class Launch:
 def plan_counts(current: Plan) -> str:
     """How many stages are in each state, e.g. '12 done, 2 active, 3 waiting'."""
     return ", ".join(f"{len(current.having(state))} {state.value}" for state in State if current.having(state))
+
+
+def check_params_here(workspace: Path) -> None:
+    """Run the params check (dvc.yaml's first stage) in the workspace before anything is submitted:
+    a bad value ends the launch in one line, and the check, up to date, is no job of the campaign."""
+    result = subprocess.run([*DVC, "repro", "--single-item", CHECK_STAGE], cwd=workspace, capture_output=True,
+                            text=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).splitlines()
+        said = [line.removeprefix("error: ") for line in output if line.startswith("error: ")]
+        raise NasevalError(said[0] if said else f"dvc repro {CHECK_STAGE} failed: {output[-1] if output else ''}")
 
 
 def committed_head(workspace: Path) -> str:
