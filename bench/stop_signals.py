@@ -4,8 +4,9 @@ and whether its rerun resumes to the cells of a run never stopped (docs/robustne
 Run from the project root: NASEVAL_PTB_DIR=... python bench/stop_signals.py [--params params.yaml]
 In a temporary folder it prepares the data, trains the ground truth of seed 0 once uninterrupted,
 then for each way of stopping starts the same stage, waits for its workers' first checkpoint,
-stops it, times its end, runs it again and compares cells.csv byte for byte. Prints a Markdown
-table and writes bench/results/stop_signals.json.
+stops it, times its end, runs it again and compares cells.csv byte for byte. Writes the record
+docs/records/stop_signals.json and rewrites the table of docs/robustness.md from it
+(tests/test_docs_records.py checks that the two agree).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-RESULTS = Path("bench/results/stop_signals.json")
+RECORD = Path("docs/records/stop_signals.json")  # what docs/robustness.md's table is made from
+DOC = Path("docs/robustness.md")
+BEGIN, END = "<!-- stop_signals table: bench/stop_signals.py writes it -->", "<!-- end of stop_signals table -->"
 
 
 def pool_workers(pid: int) -> list[int]:
@@ -95,17 +98,41 @@ def main() -> None:
                     "rerun_identical": rerun.returncode == 0 and (out / "cells.csv").read_bytes() == whole}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    record = {"command": "python bench/stop_signals.py", "params": str(params), "cpu": platform.processor() or
-              platform.machine(), "cores": os.cpu_count(), "uninterrupted_seconds": round(whole_seconds, 1),
+    record = {"command": "python bench/stop_signals.py", "params": str(params.relative_to(Path.cwd())),
+              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                       text=True).stdout.strip(),
+              "cpu": cpu_name(), "cores": os.cpu_count(), "uninterrupted_seconds": round(whole_seconds, 1),
               "rows": rows}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\nuninterrupted: {whole_seconds:.0f} s\n")
-    print("| what was sent | seconds to end | exit code | checkpoints kept | rerun identical |")
-    print("|---|---|---|---|---|")
-    for row in rows:
-        print(f"| {row['how']} | {row['seconds_to_end']} | {row['exit_code']} | {row.get('checkpoints_kept')} | "
-              f"{'yes' if row['rerun_identical'] else 'NO'} |")
+    RECORD.parent.mkdir(parents=True, exist_ok=True)
+    RECORD.write_text(json.dumps(record, indent=2) + "\n")
+    DOC.write_text(with_table(DOC.read_text(), record))
+    print(render_table(record))
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def render_table(record: dict) -> str:
+    """The Markdown table of a record, with the machine and the uninterrupted run it compares with."""
+    lines = [f"Measured with `{record['command']}` at {record['commit']} on {record['cpu']} ({record['cores']} "
+             f"cores); the uninterrupted stage took {record['uninterrupted_seconds']:g} s.", "",
+             "| what was sent | seconds to end | exit code | checkpoints kept | finished cells kept | "
+             "rerun identical |", "|---|---|---|---|---|---|"]
+    for row in record["rows"]:
+        lines.append(f"| {row['how']} | {row['seconds_to_end']} | {row['exit_code']} | {row['checkpoints_kept']} | "
+                     f"{row['cells_kept']} | {'yes' if row['rerun_identical'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def with_table(doc: str, record: dict) -> str:
+    """`doc` with the span between the markers replaced by the record's table."""
+    head, rest = doc.split(BEGIN)
+    _, tail = rest.split(END)
+    return f"{head}{BEGIN}\n{render_table(record)}\n{END}{tail}"
 
 
 if __name__ == "__main__":

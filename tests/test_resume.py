@@ -3,6 +3,7 @@ never stopped. In-process for every policy and for from-scratch training; with a
 the train stage."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -193,3 +194,18 @@ def test_train_stage_killed_after_a_checkpoint_resumes_to_identical_metrics(tmp_
     assert (tmp_path / "train" / "metrics.json").read_bytes() == (tmp_path / "whole" / "metrics.json").read_bytes()
     assert "resumed from" in (tmp_path / "train" / "train.log").read_text()
     assert not (tmp_path / "train" / ".resume").exists() and not (tmp_path / ".train.partial").exists()
+
+
+def test_ctrl_c_asks_for_a_checkpoint_and_twice_ends_at_once(monkeypatch, capfd):
+    """The first SIGINT is a stop request answered at the next safe point, and says so; the second
+    does not wait for it (a terminal's user), while SIGTERM again is the same request."""
+    monkeypatch.setattr(preemption, "_requested", None)
+    with preemption.listening():
+        os.kill(os.getpid(), signal.SIGINT)
+        assert preemption.requested() == "SIGINT"
+        assert "Ctrl-C again to end it at once" in capfd.readouterr().err
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert preemption.requested() == "SIGINT"  # one request, named by what asked first
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored

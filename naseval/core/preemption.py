@@ -7,11 +7,12 @@ these signals, and Ctrl-C's SIGINT, while they run and look at `requested()` at 
 points: the batched from-scratch training after every step, the other loops at their epochs' or
 rounds' ends. A signal sent to the whole process group (`timeout`, `docker stop`, Ctrl-C, Slurm
 without `--signal`) reaches a stage's worker processes too: for them it is the same request, and
-a second signal changes nothing, so none dies in the middle of its save. Outside those loops the
-signals keep their default effect, so a stage that trains nothing still ends at once. A timer
-(NASEVAL_CHECKPOINT_SECONDS, set by a campaign's jobs from launch.yaml) spaces the checkpoints out
-in time instead of writing one per epoch; it changes no result, since a resumed run continues
-exactly where the checkpoint was taken.
+a second signal changes nothing, so none dies in the middle of its save (a second Ctrl-C ends the
+stage itself at once, its workers still saving: a user at a terminal need not wait for an epoch).
+Outside those loops the signals keep their default effect, so a stage that trains nothing still
+ends at once. A timer (NASEVAL_CHECKPOINT_SECONDS, set by a campaign's jobs from launch.yaml)
+spaces the checkpoints out in time instead of writing one per epoch; it changes no result, since
+a resumed run continues exactly where the checkpoint was taken.
 """
 
 from __future__ import annotations
@@ -41,7 +42,14 @@ def requested() -> str | None:
 
 def _on_signal(number: int, frame) -> None:
     global _requested
-    _requested = signal.Signals(number).name
+    in_stage = multiprocessing.parent_process() is None
+    if number == signal.SIGINT and in_stage:
+        if _requested == "SIGINT":  # Ctrl-C twice: now; every checkpoint is written atomically, none breaks
+            raise KeyboardInterrupt
+        if _requested is None:  # os.write: a print here could interrupt a print to stderr (progress bars)
+            os.write(2, b"\nstop requested (SIGINT): the stage saves at its next safe point; Ctrl-C again to "
+                        b"end it at once\n")
+    _requested = _requested or signal.Signals(number).name  # one request, named by what asked first
     for child in multiprocessing.active_children():  # a ground truth's worker processes: warned, not terminated
         try:
             os.kill(child.pid, signal.SIGUSR1)

@@ -10,7 +10,8 @@ notices a death at once:
   (they save their checkpoints), their results still reach the caller, then `WorkerExit` names
   the dead worker's job and how it ended;
 - once a stop was requested (`preemption`), no new job starts; a worker ended by the stop's own
-  signal (SIGTERM or SIGINT to the whole process group, before it could listen) is part of it.
+  signal (SIGTERM or SIGINT to the whole process group, or SIGUSR1 forwarded, before it could
+  listen) is part of the stop.
 
 Workers start with `spawn`, not `fork`: a forked child inherits the parent's OpenMP state and
 can hang.
@@ -18,9 +19,12 @@ can hang.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
 import signal
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
@@ -31,8 +35,10 @@ from naseval.core import preemption
 J = TypeVar("J")
 R = TypeVar("R")
 
-STOP_WAIT_SECONDS = 60.0  # for the others to save once one died: well within a scheduler's grace
-_STOP_DEATHS = {-signal.SIGTERM, -signal.SIGINT}  # a worker ended by the stop itself, before it listened
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+STOP_WAIT_SECONDS = 25.0  # for the others to save once one died: within Slurm's default grace (KillWait 30 s)
+# a worker ended by a stop request's own signal before it listened for it (while it started)
+_STOP_DEATHS = {-number for number in preemption.STOP_SIGNALS}
 
 
 class WorkerExit(Exception):
@@ -54,20 +60,31 @@ def describe_exit(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
+def _stop_when_the_stage_dies() -> None:
+    """Linux: the kernel sends this worker a stop request (SIGUSR1) when the stage dies, say of
+    SIGKILL, so that it saves and ends instead of training its batch on for nobody."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGUSR1)
+    except (OSError, AttributeError):
+        pass
+    stage = multiprocessing.parent_process()
+    if stage is not None and os.getppid() != stage.pid:  # it died before the request was in place
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+
 def _serve(connection: Connection, work: Callable[[J], R]) -> None:
     """A worker's life: one job at a time until the stage sends None or goes away."""
     preemption.listen_as_worker()
-    while True:
-        try:
-            job = connection.recv()
-        except EOFError:  # the stage is gone
-            return
-        if job is None:
-            return
-        try:
-            connection.send((True, work(job)))
-        except Exception as error:  # the stage raises it: a worker's error is the stage's
-            connection.send((False, error))
+    _stop_when_the_stage_dies()
+    try:
+        while (job := connection.recv()) is not None:
+            try:
+                answer = (True, work(job))
+            except Exception as error:  # the stage raises it: a worker's error is the stage's
+                answer = (False, error)
+            connection.send(answer)
+    except (EOFError, OSError):  # the stage is gone: what this worker trained is in its checkpoint
+        return
 
 
 def run_watched(work: Callable[[J], R], jobs: Sequence[J], workers: int) -> Iterator[R]:
@@ -94,12 +111,14 @@ def run_watched(work: Callable[[J], R], jobs: Sequence[J], workers: int) -> Iter
         job = pending.popleft() if pending and died is None and not preemption.requested() else None
         held[process] = (connection, job)
         if job is not None:
-            connection.send(job)
+            with contextlib.suppress(OSError):  # it died meanwhile: its sentinel says so next
+                connection.send(job)
 
     def ask_all_to_stop() -> None:
         for process in held:
             if process.is_alive():
-                os.kill(process.pid, signal.SIGUSR1)  # a worker's warning: save, then return
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGUSR1)  # a worker's warning: save, then return
 
     try:
         for process in held:
@@ -131,14 +150,13 @@ def run_watched(work: Callable[[J], R], jobs: Sequence[J], workers: int) -> Iter
                     if died is None:
                         died = WorkerExit(job, process.exitcode)
                         ask_all_to_stop()
-    finally:
+    finally:  # every worker ends here: idle ones on None, busy ones (an error above) after a save
+        ask_all_to_stop()
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
         for process, (connection, _) in held.items():
-            if process.is_alive():
-                try:
-                    connection.send(None)
-                except OSError:
-                    pass
-            process.join(timeout=5)
+            with contextlib.suppress(OSError):
+                connection.send(None)
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
             if process.is_alive():  # a worker that does not answer cannot be allowed to hold the stage
                 process.kill()
                 process.join()
